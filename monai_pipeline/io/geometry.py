@@ -1,0 +1,129 @@
+"""The geometry of a 3D image on its scanner grid: size, spacing, origin and direction.
+
+All values follow SimpleITK/ITK: index order (x, y, z) and physical coordinates in the patient's LPS frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+__all__ = ["Geometry", "orientation_code", "lps_to_ras_affine"]
+
+
+def orientation_code(direction: tuple[float, ...] | np.ndarray) -> str:
+    """Three-letter orientation (the direction each index axis points to, LPS/RAS letters) of a 3x3 direction."""
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3)
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(matrix.ravel().tolist())
+
+
+def lps_to_ras_affine(spacing, origin, direction) -> np.ndarray:
+    """The 4x4 voxel-to-RAS affine (as nibabel and NIfTI use it) of an ITK geometry."""
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3) * np.asarray(spacing, dtype=float)
+    affine = np.eye(4)
+    affine[:3, :3] = matrix
+    affine[:3, 3] = origin
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where an image's voxels lie in the scanner's space.
+
+    Attributes:
+        size: voxels along the index axes (x, y, z).
+        spacing: voxel size in mm along (x, y, z).
+        origin: the LPS position in mm of the centre of voxel (0, 0, 0).
+        direction: the 3x3 direction cosines, row-major, column k being index axis k in LPS.
+    """
+
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> Geometry:
+        """The geometry of a SimpleITK image."""
+        return cls(
+            size=tuple(int(s) for s in image.GetSize()),
+            spacing=tuple(float(s) for s in image.GetSpacing()),
+            origin=tuple(float(o) for o in image.GetOrigin()),
+            direction=tuple(float(d) for d in image.GetDirection()),
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Geometry:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            size=tuple(int(s) for s in data["size"]),
+            spacing=tuple(float(s) for s in data["spacing"]),
+            origin=tuple(float(o) for o in data["origin"]),
+            direction=tuple(float(d) for d in data["direction"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record, with the orientation code for people to read."""
+        return {
+            "size": list(self.size),
+            "spacing": list(self.spacing),
+            "origin": list(self.origin),
+            "direction": list(self.direction),
+            "orientation": self.orientation,
+        }
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The numpy shape (z, y, x) of the image's array as SimpleITK returns it."""
+        return self.size[::-1]
+
+    @property
+    def orientation(self) -> str:
+        """Three-letter orientation code, e.g. ``"LPS"`` or ``"RAS"`` (closest one for oblique images)."""
+        return orientation_code(self.direction)
+
+    @property
+    def affine_ras(self) -> np.ndarray:
+        """The 4x4 voxel-to-RAS affine as nibabel reports it for a NIfTI file with this geometry."""
+        return lps_to_ras_affine(self.spacing, self.origin, self.direction)
+
+    def apply(self, image: sitk.Image) -> sitk.Image:
+        """Give ``image`` (same size) this geometry, in place, and return it.
+
+        Raises:
+            ValueError: when the image's size differs from this geometry's.
+        """
+        if tuple(image.GetSize()) != self.size:
+            raise ValueError(f"image size {image.GetSize()} does not match the geometry's size {self.size}.")
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+        return image
+
+    def reference_image(self, pixel_id: int = sitk.sitkUInt8) -> sitk.Image:
+        """An empty image on this grid, for use as a resampling reference."""
+        return self.apply(sitk.Image(list(self.size), pixel_id))
+
+    def differences(self, other: Geometry, tolerance: float = 1e-3) -> list[str]:
+        """What differs between two geometries, beyond ``tolerance`` (relative for spacing, mm for origin).
+
+        Returns an empty list when the two describe the same grid.
+        """
+        problems = []
+        if self.size != other.size:
+            problems.append(f"size {list(other.size)} vs {list(self.size)}")
+        if not np.allclose(self.spacing, other.spacing, rtol=tolerance, atol=0):
+            problems.append(f"spacing {_fmt(other.spacing)} vs {_fmt(self.spacing)}")
+        scale = max(1.0, float(np.max(self.spacing)))
+        if not np.allclose(self.origin, other.origin, rtol=0, atol=tolerance * scale * 10):
+            problems.append(f"origin {_fmt(other.origin)} vs {_fmt(self.origin)}")
+        if not np.allclose(self.direction, other.direction, rtol=0, atol=tolerance):
+            problems.append(f"direction {other.orientation} vs {self.orientation}")
+        return problems
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"

@@ -1,0 +1,121 @@
+"""Read CT scans and masks (NIfTI, NRRD, MHA, a DICOM series folder) with their full geometry."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from monai_pipeline.errors import InputError
+from monai_pipeline.io.geometry import Geometry
+
+__all__ = ["IMAGE_SUFFIXES", "is_image_file", "read_image", "load_image", "check_label_values", "case_name"]
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+"""File endings read as one image each; a folder is read as a DICOM series."""
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a file format this package reads (by its ending)."""
+    return str(path).lower().endswith(IMAGE_SUFFIXES)
+
+
+def case_name(path: str | os.PathLike[str]) -> str:
+    """The name of a scan without folder and image ending (``/a/volume-3.nii.gz`` -> ``volume-3``)."""
+    name = Path(path).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def read_image(path: str | os.PathLike[str], *, series_uid: str | None = None) -> sitk.Image:
+    """Read a 3D image from a file or a DICOM series folder, checked for use as CT or mask.
+
+    DICOM pixel data comes back in HU (rescale slope and intercept applied). Metadata is dropped so that
+    no patient identifier travels further than this function.
+
+    Args:
+        path: a NIfTI (.nii, .nii.gz), NRRD, MHA/MHD file, or a folder holding a DICOM series.
+        series_uid: for a DICOM folder with several series, the SeriesInstanceUID to read
+            (default: the CT series with the most slices).
+
+    Raises:
+        InputError: the path is missing, unreadable, not 3D, or holds NaN/infinite values.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    if path.is_dir():
+        from monai_pipeline.io.dicom import read_dicom_series
+
+        image = read_dicom_series(path, series_uid=series_uid)
+    else:
+        if not is_image_file(path):
+            raise InputError(path, f"not an image file this pipeline reads (expected {', '.join(IMAGE_SUFFIXES)})")
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as err:
+            raise InputError(path, f"cannot be read as an image (corrupt or truncated?): {_itk_reason(err)}") from err
+    image = _as_3d(image, path)
+    for key in image.GetMetaDataKeys():
+        image.EraseMetaData(key)
+    _check_finite(image, path)
+    return image
+
+
+def load_image(path: str | os.PathLike[str], *, series_uid: str | None = None) -> tuple[np.ndarray, Geometry]:
+    """Read an image as a numpy array in (z, y, x) order together with its geometry.
+
+    See :func:`read_image` for the formats, checks and arguments.
+    """
+    image = read_image(path, series_uid=series_uid)
+    return sitk.GetArrayFromImage(image), Geometry.of(image)
+
+
+def check_label_values(label: sitk.Image, path: str | os.PathLike[str], allowed: tuple[int, ...] = (0, 1, 2)) -> None:
+    """Raise :class:`InputError` unless every voxel of ``label`` is one of ``allowed`` (whole numbers only)."""
+    values = sitk.GetArrayViewFromImage(label)
+    if np.issubdtype(values.dtype, np.floating):
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise InputError(path, "label holds non-integer values; expected 0 background, 1 liver, 2 tumour")
+    found = np.unique(values)
+    extra = [v for v in found.tolist() if v not in allowed]
+    if extra:
+        shown = ", ".join(f"{v:g}" for v in extra[:5]) + (" ..." if len(extra) > 5 else "")
+        raise InputError(
+            path, f"label values {shown} outside {{{', '.join(map(str, allowed))}}} (0 background, 1 liver, 2 tumour)"
+        )
+
+
+def _as_3d(image: sitk.Image, path: Path) -> sitk.Image:
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(path, f"expected a single-channel image, got {image.GetNumberOfComponentsPerPixel()} channels")
+    size = image.GetSize()
+    if image.GetDimension() == 4 and size[3] == 1:
+        image = image[:, :, :, 0]
+        size = image.GetSize()
+    if image.GetDimension() != 3:
+        shown = "x".join(map(str, size))
+        raise InputError(path, f"expected a 3D image, got a {image.GetDimension()}D image ({shown})")
+    if min(size) < 2:
+        raise InputError(path, f"expected a 3D volume, got a single slice ({'x'.join(map(str, size))})")
+    return image
+
+
+def _check_finite(image: sitk.Image, path: Path) -> None:
+    values = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        count = int(np.count_nonzero(~np.isfinite(values)))
+        raise InputError(path, f"image holds {count} NaN or infinite voxel(s)")
+
+
+def _itk_reason(err: Exception) -> str:
+    """The last meaningful line of an ITK exception, without the C++ source location."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if not line.startswith(("itk::", "sitk::", "/")) and "Exception" not in line[:40]:
+            return line.removeprefix("Description: ")[:200]
+    return lines[-1][:200] if lines else "unknown error"
