@@ -43,9 +43,11 @@ def write_image(image: sitk.Image, path: str | os.PathLike[str], *, compression_
         path: where to write it; parent folders are made.
         compression_level: zlib level for compressed formats (.nii.gz); 1 is fast and near the best size for CT.
     """
-    clean = sitk.Image(image)
-    for key in clean.GetMetaDataKeys():
-        clean.EraseMetaData(key)
+    clean = image
+    if image.GetMetaDataKeys():
+        clean = sitk.Image(image)
+        for key in clean.GetMetaDataKeys():
+            clean.EraseMetaData(key)
     with atomic_path(path) as tmp:
         sitk.WriteImage(clean, str(tmp), useCompression=True, compressionLevel=compression_level)
     return Path(path)
