@@ -1,0 +1,66 @@
+"""The ``monai-pipeline`` command: parses arguments and calls the Python API; errors print as one line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from monai_pipeline import __version__
+from monai_pipeline.errors import PipelineError
+
+__all__ = ["main", "run_command"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``monai-pipeline`` with ``argv`` (default: the process's arguments) and return the exit code."""
+    from monai_pipeline.commands import demo, prepare, synth
+
+    parser = argparse.ArgumentParser(
+        prog="monai-pipeline",
+        description="Liver and liver-tumour CT segmentation with MONAI: prepare, train, infer, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (demo, prepare, synth):
+        sub = commands.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        add_common_arguments(sub)
+        sub.set_defaults(func=module.run)
+    args = parser.parse_args(argv)
+    return run_command(args.func, args)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every command takes."""
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Call a command; a :class:`PipelineError` (or any error, unless ``--debug``) becomes one line on stderr."""
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s: %(message)s",
+    )
+    try:
+        return func(args)
+    except PipelineError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; finished cases are kept and a re-run resumes", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the user sees one line; --debug shows the traceback
+        if args.debug:
+            raise
+        first = str(err).splitlines()[0] if str(err) else ""
+        print(f"error: unexpected {type(err).__name__}: {first} (run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Crop a CT to the patient's body: the largest connected region above a HU threshold, found on a coarse copy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+__all__ = ["body_box", "foreground_box", "union_box", "crop"]
+
+Box = tuple[tuple[int, int, int], tuple[int, int, int]]
+"""A crop box as (start index, size) along (x, y, z)."""
+
+
+def body_box(image: sitk.Image, threshold: float = -500.0, margin_mm: float = 10.0, coarse_mm: float = 4.0) -> Box:
+    """The index box (start, size) of the body in ``image``, widened by ``margin_mm`` and clipped to the image.
+
+    The body is the largest connected component above ``threshold`` HU on a copy binned to about ``coarse_mm``
+    voxels, which is fast and ignores thin objects such as the table's edge and clothing. When nothing is above
+    the threshold the whole image is kept.
+    """
+    spacing = np.asarray(image.GetSpacing())
+    shrink = [max(1, int(f)) for f in np.floor(coarse_mm / spacing)]
+    coarse = sitk.BinShrink(image, shrink) if max(shrink) > 1 else image
+    mask = sitk.Cast(coarse > float(threshold), sitk.sitkUInt8)
+    mask = sitk.BinaryMorphologicalOpening(mask, [1, 1, 1])
+    components = sitk.RelabelComponent(sitk.ConnectedComponent(mask), sortByObjectSize=True)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(components)
+    full = ((0, 0, 0), tuple(int(s) for s in image.GetSize()))
+    if 1 not in stats.GetLabels():
+        return full
+    box = stats.GetBoundingBox(1)
+    start = np.asarray(box[:3]) * shrink
+    stop = (np.asarray(box[:3]) + np.asarray(box[3:])) * shrink
+    margin = np.ceil(margin_mm / spacing).astype(int) + np.asarray(shrink)
+    start = np.maximum(0, start - margin)
+    stop = np.minimum(np.asarray(image.GetSize()), stop + margin)
+    return tuple(int(s) for s in start), tuple(int(s) for s in stop - start)
+
+
+def foreground_box(label: sitk.Image) -> Box | None:
+    """The index box of the non-zero voxels of a label map, or ``None`` when it is empty."""
+    values = sitk.GetArrayViewFromImage(label)
+    nonzero = [np.flatnonzero(values.any(axis=axes)) for axes in ((0, 1), (0, 2), (1, 2))]
+    if any(len(n) == 0 for n in nonzero):
+        return None
+    start = tuple(int(n[0]) for n in nonzero)
+    stop = tuple(int(n[-1]) + 1 for n in nonzero)
+    return start, tuple(b - a for a, b in zip(start, stop))
+
+
+def union_box(first: Box, second: Box | None) -> Box:
+    """The smallest box holding both boxes."""
+    if second is None:
+        return first
+    start = np.minimum(first[0], second[0])
+    stop = np.maximum(np.add(*first), np.add(*second))
+    return tuple(int(s) for s in start), tuple(int(s) for s in stop - start)
+
+
+def crop(image: sitk.Image, box: Box | Sequence[Sequence[int]]) -> sitk.Image:
+    """The part of ``image`` inside ``box``; its origin moves so that every voxel keeps its physical position."""
+    (x, y, z), (sx, sy, sz) = box
+    if (x, y, z) == (0, 0, 0) and tuple(image.GetSize()) == (sx, sy, sz):
+        return image
+    return image[x : x + sx, y : y + sy, z : z + sz]

@@ -1,0 +1,138 @@
+"""Resampling with SimpleITK: to a target spacing (anisotropy-aware) and back onto a scan's own grid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from monai_pipeline.io.geometry import Geometry
+
+__all__ = ["INTERPOLATORS", "reorient", "target_grid", "anisotropic_axis", "resample_to_spacing", "resample_onto"]
+
+INTERPOLATORS: dict[str, int] = {
+    "nearest": sitk.sitkNearestNeighbor,
+    "linear": sitk.sitkLinear,
+    "bspline": sitk.sitkBSpline,
+}
+
+
+def reorient(image: sitk.Image, orientation: str) -> sitk.Image:
+    """Permute and flip the axes so they point as ``orientation`` says (e.g. ``"RAS"``); voxels are not interpolated.
+
+    An oblique image keeps its obliquity and gets the closest axis order.
+    """
+    if image.GetDimension() != 3:
+        raise ValueError(f"expected a 3D image, got {image.GetDimension()}D.")
+    return sitk.DICOMOrient(image, orientation.upper())
+
+
+def target_grid(geometry: Geometry, spacing: Sequence[float]) -> Geometry:
+    """The grid with ``spacing`` that covers the same field of view as ``geometry``, centred on it."""
+    old_spacing = np.asarray(geometry.spacing)
+    new_spacing = np.asarray(spacing, dtype=float)
+    old_size = np.asarray(geometry.size)
+    new_size = np.maximum(1, np.round(old_size * old_spacing / new_spacing)).astype(int)
+    direction = np.asarray(geometry.direction).reshape(3, 3)
+    centre = np.asarray(geometry.origin) + direction @ ((old_size - 1) / 2 * old_spacing)
+    origin = centre - direction @ ((new_size - 1) / 2 * new_spacing)
+    return Geometry(
+        size=tuple(int(s) for s in new_size),
+        spacing=tuple(float(s) for s in new_spacing),
+        origin=tuple(float(o) for o in origin),
+        direction=geometry.direction,
+    )
+
+
+def anisotropic_axis(spacing: Sequence[float], target: Sequence[float], threshold: float) -> int | None:
+    """The index axis that is more than ``threshold`` times coarser than the finest one, in the source spacing or
+    else in the target spacing; ``None`` when neither is anisotropic."""
+    for candidate in (spacing, target):
+        values = np.asarray(candidate, dtype=float)
+        if values.max() / values.min() > threshold:
+            return int(np.argmax(values))
+    return None
+
+
+def resample_to_spacing(
+    image: sitk.Image,
+    spacing: Sequence[float],
+    *,
+    interpolator: str = "linear",
+    anisotropy_threshold: float = 3.0,
+    anisotropic_axis_interpolator: str = "nearest",
+    default_value: float = 0.0,
+    output_pixel_type: int = sitk.sitkFloat32,
+) -> sitk.Image:
+    """Resample ``image`` to ``spacing`` over the same field of view.
+
+    When the source or target spacing is anisotropic (one axis more than ``anisotropy_threshold`` times coarser),
+    the in-plane axes are resampled first with ``interpolator`` and the coarse axis afterwards with
+    ``anisotropic_axis_interpolator``, as nnU-Net does; otherwise one pass with ``interpolator``.
+
+    Args:
+        image: a 3D SimpleITK image.
+        spacing: target voxel size in mm along (x, y, z).
+        interpolator: ``"linear"``, ``"bspline"`` or ``"nearest"``.
+        anisotropy_threshold: ratio of coarsest to finest spacing above which the axes are resampled separately.
+        anisotropic_axis_interpolator: interpolation along the coarse axis in the separate scheme.
+        default_value: value of points outside the image (border voxels use their nearest neighbour instead).
+        output_pixel_type: SimpleITK pixel type of the result.
+    """
+    geometry = Geometry.of(image)
+    final = target_grid(geometry, spacing)
+    axis = anisotropic_axis(geometry.spacing, final.spacing, anisotropy_threshold)
+    if axis is None or interpolator == anisotropic_axis_interpolator or geometry.size[axis] == final.size[axis]:
+        return resample_onto(
+            image, final, interpolator, default_value=default_value, output_pixel_type=output_pixel_type
+        )
+    in_plane_spacing = list(final.spacing)
+    in_plane_spacing[axis] = geometry.spacing[axis]
+    in_plane = resample_onto(
+        image,
+        target_grid(geometry, in_plane_spacing),
+        interpolator,
+        default_value=default_value,
+        output_pixel_type=output_pixel_type,
+    )
+    return resample_onto(
+        in_plane, final, anisotropic_axis_interpolator, default_value=default_value, output_pixel_type=output_pixel_type
+    )
+
+
+def resample_onto(
+    image: sitk.Image,
+    geometry: Geometry,
+    interpolator: str = "linear",
+    *,
+    default_value: float = 0.0,
+    output_pixel_type: int | None = None,
+) -> sitk.Image:
+    """Resample ``image`` onto the grid ``geometry`` through physical space (any orientation, crop or spacing).
+
+    Points within half a voxel beyond the image's border take the border value; points further out get
+    ``default_value``.
+
+    Args:
+        image: a 3D SimpleITK image.
+        geometry: the grid to sample on, e.g. the original scan's.
+        interpolator: ``"linear"``, ``"bspline"`` or ``"nearest"`` (use nearest for label maps).
+        default_value: value outside the image.
+        output_pixel_type: SimpleITK pixel type of the result (default: the input's).
+    """
+    if interpolator not in INTERPOLATORS:
+        raise ValueError(f"interpolator must be one of {tuple(INTERPOLATORS)}, got {interpolator!r}.")
+    pixel_type = image.GetPixelID() if output_pixel_type is None else output_pixel_type
+    return sitk.Resample(
+        image,
+        list(geometry.size),
+        sitk.Transform(),
+        INTERPOLATORS[interpolator],
+        list(geometry.origin),
+        list(geometry.spacing),
+        list(geometry.direction),
+        float(default_value),
+        pixel_type,
+        False,
+    )
