@@ -76,18 +76,20 @@ def load_image(path: str | os.PathLike[str], *, series_uid: str | None = None) -
 
 
 def check_label_values(label: sitk.Image, path: str | os.PathLike[str], allowed: tuple[int, ...] = (0, 1, 2)) -> None:
-    """Raise :class:`InputError` unless every voxel of ``label`` is one of ``allowed`` (whole numbers only)."""
+    """Raise :class:`InputError` unless every voxel of ``label`` is a whole number in ``allowed`` (a range such as
+    0, 1, 2)."""
     values = sitk.GetArrayViewFromImage(label)
     if np.issubdtype(values.dtype, np.floating):
         if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
             raise InputError(path, "label holds non-integer values; expected 0 background, 1 liver, 2 tumour")
-    found = np.unique(values)
-    extra = [v for v in found.tolist() if v not in allowed]
-    if extra:
-        shown = ", ".join(f"{v:g}" for v in extra[:5]) + (" ..." if len(extra) > 5 else "")
-        raise InputError(
-            path, f"label values {shown} outside {{{', '.join(map(str, allowed))}}} (0 background, 1 liver, 2 tumour)"
-        )
+    low, high = min(allowed), max(allowed)
+    if values.min() >= low and values.max() <= high:
+        return
+    extra = np.unique(values[(values < low) | (values > high)]).tolist()
+    shown = ", ".join(f"{v:g}" for v in extra[:5]) + (" ..." if len(extra) > 5 else "")
+    raise InputError(
+        path, f"label values {shown} outside {{{', '.join(map(str, allowed))}}} (0 background, 1 liver, 2 tumour)"
+    )
 
 
 def _as_3d(image: sitk.Image, path: Path) -> sitk.Image:

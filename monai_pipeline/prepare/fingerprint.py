@@ -31,10 +31,10 @@ def case_fingerprint(image: sitk.Image, label: sitk.Image | None) -> dict[str, A
     if label is None:
         return record
     values = sitk.GetArrayViewFromImage(label)
-    counts = np.bincount(values.ravel(), minlength=3)
-    record["label_voxels"] = {str(k): int(counts[k]) for k in range(len(counts))}
+    counts = [int(np.count_nonzero(values == k)) for k in (0, 1, 2)]
+    record["label_voxels"] = {str(k): counts[k] for k in range(3)}
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
-    record["label_volume_ml"] = {str(k): round(int(counts[k]) * voxel_ml, 3) for k in (1, 2) if k < len(counts)}
+    record["label_volume_ml"] = {str(k): round(counts[k] * voxel_ml, 3) for k in (1, 2)}
     liver_hu = sitk.GetArrayViewFromImage(image)[values >= 1]
     if liver_hu.size:
         low, high = HU_RANGE

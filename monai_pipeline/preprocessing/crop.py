@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["body_box", "foreground_box", "union_box", "crop"]
+from monai_pipeline.io.geometry import Geometry
+
+__all__ = ["body_box", "foreground_box", "union_box", "crop", "crop_geometry"]
 
 Box = tuple[tuple[int, int, int], tuple[int, int, int]]
 """A crop box as (start index, size) along (x, y, z)."""
@@ -66,3 +68,16 @@ def crop(image: sitk.Image, box: Box | Sequence[Sequence[int]]) -> sitk.Image:
     if (x, y, z) == (0, 0, 0) and tuple(image.GetSize()) == (sx, sy, sz):
         return image
     return image[x : x + sx, y : y + sy, z : z + sz]
+
+
+def crop_geometry(geometry: Geometry, box: Box | Sequence[Sequence[int]]) -> Geometry:
+    """The geometry of the part of an image inside ``box`` (what :func:`crop` gives, without touching voxels)."""
+    start, size = (np.asarray(part, dtype=int) for part in box)
+    direction = np.asarray(geometry.direction).reshape(3, 3)
+    origin = np.asarray(geometry.origin) + direction @ (start * np.asarray(geometry.spacing))
+    return Geometry(
+        size=tuple(int(s) for s in size),
+        spacing=geometry.spacing,
+        origin=tuple(float(o) for o in origin),
+        direction=geometry.direction,
+    )

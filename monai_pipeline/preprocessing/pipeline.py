@@ -9,9 +9,14 @@ import SimpleITK as sitk
 
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.preprocessing.config import PreprocessingConfig
-from monai_pipeline.preprocessing.crop import body_box, crop, foreground_box, union_box
+from monai_pipeline.preprocessing.crop import body_box, crop_geometry, foreground_box, union_box
 from monai_pipeline.preprocessing.intensity import normalize
-from monai_pipeline.preprocessing.resample import anisotropic_axis, reorient, resample_onto, resample_to_spacing
+from monai_pipeline.preprocessing.resample import (
+    anisotropic_axis,
+    reoriented_geometry,
+    resample_onto,
+    resample_to_spacing,
+)
 
 __all__ = ["PreprocessedCase", "preprocess", "restore"]
 
@@ -36,6 +41,9 @@ class PreprocessedCase:
 def preprocess(image: sitk.Image, config: PreprocessingConfig, label: sitk.Image | None = None) -> PreprocessedCase:
     """Turn a CT in HU (and its label map) into network input as ``config`` says.
 
+    The crop and the reorientation are worked out on the geometry alone, and every output voxel is interpolated
+    straight from the scan in one resampling (two for anisotropic scans), so no full-size copy is made.
+
     Args:
         image: the CT in HU on its own grid.
         config: the preprocessing parameters.
@@ -43,38 +51,33 @@ def preprocess(image: sitk.Image, config: PreprocessingConfig, label: sitk.Image
             body crop.
     """
     original = Geometry.of(image)
-    image = reorient(image, config.orientation)
-    if label is not None:
-        label = reorient(label, config.orientation)
-    reoriented = Geometry.of(image)
-    box = ((0, 0, 0), reoriented.size)
+    box = ((0, 0, 0), original.size)
     if config.crop_to_body:
         box = body_box(image, config.body_threshold, config.crop_margin_mm)
         if label is not None:
             box = union_box(box, foreground_box(label))
-        image = crop(image, box)
-    cropped = Geometry.of(image)
+    frame = reoriented_geometry(crop_geometry(original, box), config.orientation)
     resampled = resample_to_spacing(
         image,
         config.spacing,
+        frame=frame,
         interpolator=config.image_interpolator,
         anisotropy_threshold=config.anisotropy_threshold,
         anisotropic_axis_interpolator=config.anisotropic_axis_interpolator,
         default_value=config.background_hu,
     )
-    del image
     grid = Geometry.of(resampled)
     out_label = None
     if label is not None:
         out_label = resample_onto(label, grid, "nearest", output_pixel_type=sitk.sitkUInt8)
     normalised = normalize(resampled, config)
+    del resampled
     record = {
         "original": original.to_dict(),
-        "reoriented": reoriented.to_dict(),
         "crop_box": {"start": list(box[0]), "size": list(box[1])},
-        "cropped": cropped.to_dict(),
+        "frame": frame.to_dict(),
         "preprocessed": grid.to_dict(),
-        "anisotropic_axis": anisotropic_axis(cropped.spacing, config.spacing, config.anisotropy_threshold),
+        "anisotropic_axis": anisotropic_axis(frame.spacing, config.spacing, config.anisotropy_threshold),
     }
     return PreprocessedCase(image=normalised, label=out_label, original=original, record=record)
 

@@ -9,7 +9,15 @@ import SimpleITK as sitk
 
 from monai_pipeline.io.geometry import Geometry
 
-__all__ = ["INTERPOLATORS", "reorient", "target_grid", "anisotropic_axis", "resample_to_spacing", "resample_onto"]
+__all__ = [
+    "INTERPOLATORS",
+    "reorient",
+    "reoriented_geometry",
+    "target_grid",
+    "anisotropic_axis",
+    "resample_to_spacing",
+    "resample_onto",
+]
 
 INTERPOLATORS: dict[str, int] = {
     "nearest": sitk.sitkNearestNeighbor,
@@ -26,6 +34,33 @@ def reorient(image: sitk.Image, orientation: str) -> sitk.Image:
     if image.GetDimension() != 3:
         raise ValueError(f"expected a 3D image, got {image.GetDimension()}D.")
     return sitk.DICOMOrient(image, orientation.upper())
+
+
+def reoriented_geometry(geometry: Geometry, orientation: str) -> Geometry:
+    """The geometry :func:`reorient` would give an image with ``geometry``, computed without touching voxels.
+
+    Resampling straight from the scan onto a grid derived from this geometry avoids a full-size reoriented copy.
+    """
+    orienter = sitk.DICOMOrientImageFilter()
+    orienter.SetDesiredCoordinateOrientation(orientation.upper())
+    probe = sitk.Image([2, 2, 2], sitk.sitkUInt8)
+    probe.SetDirection(geometry.direction)
+    orienter.Execute(probe)
+    order, flips = orienter.GetPermuteOrder(), orienter.GetFlipAxes()
+    direction = np.asarray(geometry.direction).reshape(3, 3)
+    spacing, size = np.asarray(geometry.spacing), np.asarray(geometry.size)
+    origin = np.asarray(geometry.origin, dtype=float)
+    new_direction = np.empty((3, 3))
+    for axis, (source, flip) in enumerate(zip(order, flips)):
+        new_direction[:, axis] = -direction[:, source] if flip else direction[:, source]
+        if flip:
+            origin = origin + direction[:, source] * (size[source] - 1) * spacing[source]
+    return Geometry(
+        size=tuple(int(size[source]) for source in order),
+        spacing=tuple(float(spacing[source]) for source in order),
+        origin=tuple(float(o) for o in origin),
+        direction=tuple(float(d) for d in new_direction.ravel()),
+    )
 
 
 def target_grid(geometry: Geometry, spacing: Sequence[float]) -> Geometry:
@@ -59,13 +94,14 @@ def resample_to_spacing(
     image: sitk.Image,
     spacing: Sequence[float],
     *,
+    frame: Geometry | None = None,
     interpolator: str = "linear",
     anisotropy_threshold: float = 3.0,
     anisotropic_axis_interpolator: str = "nearest",
     default_value: float = 0.0,
     output_pixel_type: int = sitk.sitkFloat32,
 ) -> sitk.Image:
-    """Resample ``image`` to ``spacing`` over the same field of view.
+    """Resample ``image`` to ``spacing`` over the field of view of ``frame`` (default: the image's own grid).
 
     When the source or target spacing is anisotropic (one axis more than ``anisotropy_threshold`` times coarser),
     the in-plane axes are resampled first with ``interpolator`` and the coarse axis afterwards with
@@ -73,32 +109,25 @@ def resample_to_spacing(
 
     Args:
         image: a 3D SimpleITK image.
-        spacing: target voxel size in mm along (x, y, z).
+        spacing: target voxel size in mm along the axes of ``frame``.
+        frame: the grid whose field of view and axes the result covers, e.g. a reoriented, cropped view of
+            ``image`` from :func:`reoriented_geometry`; the voxels are taken straight from ``image``.
         interpolator: ``"linear"``, ``"bspline"`` or ``"nearest"``.
         anisotropy_threshold: ratio of coarsest to finest spacing above which the axes are resampled separately.
         anisotropic_axis_interpolator: interpolation along the coarse axis in the separate scheme.
         default_value: value of points outside the image (border voxels use their nearest neighbour instead).
         output_pixel_type: SimpleITK pixel type of the result.
     """
-    geometry = Geometry.of(image)
-    final = target_grid(geometry, spacing)
-    axis = anisotropic_axis(geometry.spacing, final.spacing, anisotropy_threshold)
-    if axis is None or interpolator == anisotropic_axis_interpolator or geometry.size[axis] == final.size[axis]:
-        return resample_onto(
-            image, final, interpolator, default_value=default_value, output_pixel_type=output_pixel_type
-        )
+    frame = frame or Geometry.of(image)
+    final = target_grid(frame, spacing)
+    axis = anisotropic_axis(frame.spacing, final.spacing, anisotropy_threshold)
+    options = {"default_value": default_value, "output_pixel_type": output_pixel_type}
+    if axis is None or interpolator == anisotropic_axis_interpolator or frame.size[axis] == final.size[axis]:
+        return resample_onto(image, final, interpolator, **options)
     in_plane_spacing = list(final.spacing)
-    in_plane_spacing[axis] = geometry.spacing[axis]
-    in_plane = resample_onto(
-        image,
-        target_grid(geometry, in_plane_spacing),
-        interpolator,
-        default_value=default_value,
-        output_pixel_type=output_pixel_type,
-    )
-    return resample_onto(
-        in_plane, final, anisotropic_axis_interpolator, default_value=default_value, output_pixel_type=output_pixel_type
-    )
+    in_plane_spacing[axis] = frame.spacing[axis]
+    in_plane = resample_onto(image, target_grid(frame, in_plane_spacing), interpolator, **options)
+    return resample_onto(in_plane, final, anisotropic_axis_interpolator, **options)
 
 
 def resample_onto(
