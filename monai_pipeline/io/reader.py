@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from monai_pipeline.errors import InputError
 from monai_pipeline.io.geometry import Geometry
+from monai_pipeline.io.nifti import check_nifti
 
 __all__ = ["IMAGE_SUFFIXES", "is_image_file", "read_image", "load_image", "check_label_values", "case_name"]
 
@@ -55,6 +56,8 @@ def read_image(path: str | os.PathLike[str], *, series_uid: str | None = None) -
     else:
         if not is_image_file(path):
             raise InputError(path, f"not an image file this pipeline reads (expected {', '.join(IMAGE_SUFFIXES)})")
+        if path.name.lower().endswith((".nii", ".nii.gz")):
+            check_nifti(path)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as err:

@@ -46,6 +46,7 @@ def write_image(image: sitk.Image, path: str | os.PathLike[str], *, compression_
     clean = image
     if image.GetMetaDataKeys():
         clean = sitk.Image(image)
+        clean.MakeUnique()
         for key in clean.GetMetaDataKeys():
             clean.EraseMetaData(key)
     with atomic_path(path) as tmp:

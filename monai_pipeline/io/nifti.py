@@ -1,0 +1,57 @@
+"""Checks SimpleITK's NIfTI reader skips: it zero-fills a truncated file and turns NaN voxels into 0."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from monai_pipeline.errors import InputError
+
+__all__ = ["check_nifti"]
+
+_CHUNK = 1 << 22
+
+
+def check_nifti(path: Path) -> None:
+    """Raise :class:`InputError` when a NIfTI file holds less data than its header promises, or (for float data)
+    NaN or infinite voxels.
+
+    A complete .nii.gz is recognised from the length in its gzip trailer without decompressing it; only when that
+    does not match is the stream decompressed to count its bytes.
+    """
+    try:
+        header = nib.load(str(path)).header
+    except Exception as err:  # noqa: BLE001 - nibabel raises many types for a damaged header
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(path, f"cannot be read as an image (corrupt or truncated?): {first}") from err
+    expected = int(header["vox_offset"]) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+    available = _gzip_length(path, expected) if path.name.lower().endswith(".gz") else path.stat().st_size
+    if available < expected:
+        raise InputError(path, f"truncated: {available} of {expected} bytes of image data present")
+    if np.issubdtype(header.get_data_dtype(), np.floating):
+        values = np.asanyarray(nib.load(str(path)).dataobj)
+        if not np.isfinite(values).all():
+            count = int(np.count_nonzero(~np.isfinite(values)))
+            raise InputError(path, f"image holds {count} NaN or infinite voxel(s)")
+
+
+def _gzip_length(path: Path, expected: int) -> int:
+    """The decompressed length of a gzip file: from its trailer when that equals ``expected``, else counted."""
+    with path.open("rb") as stream:
+        stream.seek(-4, 2)
+        (trailer,) = struct.unpack("<I", stream.read(4))
+    if trailer == expected % (1 << 32):
+        return expected
+    length = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                length += len(chunk)
+    except (EOFError, OSError, zlib.error):
+        pass
+    return length
