@@ -25,11 +25,12 @@ def check_nifti(path: Path) -> None:
     does not match is the stream decompressed to count its bytes.
     """
     try:
-        header = nib.load(str(path)).header
+        loaded = nib.load(str(path))
+        header, offset = loaded.header, int(loaded.dataobj.offset)
     except Exception as err:  # noqa: BLE001 - nibabel raises many types for a damaged header
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(path, f"cannot be read as an image (corrupt or truncated?): {first}") from err
-    expected = int(header["vox_offset"]) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+    expected = offset + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
     available = _gzip_length(path, expected) if path.name.lower().endswith(".gz") else path.stat().st_size
     if available < expected:
         raise InputError(path, f"truncated: {available} of {expected} bytes of image data present")
