@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from monai_pipeline.synth.anatomy import Anatomy, sample_anatomy
 from monai_pipeline.synth.dataset import LAYOUTS, case_grid, write_synthetic_dataset
-from monai_pipeline.synth.phantom import Anatomy, direction_cosines, make_phantom, phantom_geometry, sample_anatomy
+from monai_pipeline.synth.phantom import direction_cosines, make_phantom, phantom_geometry
 
 __all__ = [
     "LAYOUTS",
