@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import struct
 import zlib
 from pathlib import Path
@@ -49,10 +48,13 @@ def _gzip_length(path: Path, expected: int) -> int:
     if trailer == expected % (1 << 32):
         return expected
     length = 0
-    try:
-        with gzip.open(path, "rb") as stream:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    with path.open("rb") as stream:
+        try:
             while chunk := stream.read(_CHUNK):
-                length += len(chunk)
-    except (EOFError, OSError, zlib.error):
-        pass
+                length += len(inflater.decompress(chunk))
+                if inflater.eof:
+                    break
+        except zlib.error:
+            pass
     return length

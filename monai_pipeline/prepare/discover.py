@@ -97,6 +97,11 @@ def _msd_cases(root: Path) -> list[RawCase]:
             match = _NIFTI.match(image.name)
             if match:
                 cases.append(RawCase(match.group(1), image, None))
+    seen: dict[str, Path] = {}
+    for case in cases:
+        if case.name in seen:
+            raise InputError(case.image, f"case {case.name} appears twice (also {seen[case.name]})")
+        seen[case.name] = case.image
     return cases
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -22,6 +23,7 @@ DEFAULT_WINDOW: tuple[float, float] = (-100.0, 200.0)
 INTERPOLATORS = ("linear", "bspline", "nearest")
 NORMALIZATIONS = ("window", "zscore")
 FORMAT_VERSION = 1
+_AXIS_OF = {"R": "x", "L": "x", "A": "y", "P": "y", "S": "z", "I": "z"}
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,11 @@ class PreprocessingConfig:
     labels: dict[str, str] = field(default_factory=lambda: {"0": "background", "1": "liver", "2": "tumour"})
 
     def __post_init__(self) -> None:
-        if len(self.spacing) != 3 or min(self.spacing) <= 0:
+        spacing = tuple(float(v) for v in self.spacing)
+        window = tuple(float(v) for v in self.window)
+        if len(spacing) != 3 or not all(math.isfinite(v) and v > 0 for v in spacing):
             raise ValueError(f"spacing must be three positive numbers in mm, got {self.spacing}.")
-        if len(self.window) != 2 or self.window[0] >= self.window[1]:
+        if len(window) != 2 or not all(map(math.isfinite, window)) or window[0] >= window[1]:
             raise ValueError(f"window must be LO HI with LO < HI, got {self.window}.")
         for name in ("image_interpolator", "anisotropic_axis_interpolator"):
             if getattr(self, name) not in INTERPOLATORS:
@@ -85,10 +89,20 @@ class PreprocessingConfig:
             raise ValueError(f"label_interpolator must be 'nearest', got {self.label_interpolator!r}.")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}.")
-        if len(self.orientation) != 3:
-            raise ValueError(f"orientation must be a 3-letter code such as 'RAS', got {self.orientation!r}.")
+        code = str(self.orientation).upper()
+        if len(code) != 3 or sorted(_AXIS_OF.get(c, "?") for c in code) != ["x", "y", "z"]:
+            raise ValueError(f"orientation must name each axis once, e.g. 'RAS' or 'LPS', got {self.orientation!r}.")
+        numbers = ("anisotropy_threshold", "body_threshold", "crop_margin_mm", "background_hu")
+        if not all(math.isfinite(float(getattr(self, name))) for name in numbers):
+            raise ValueError(f"{', '.join(numbers)} must be finite numbers.")
         if self.anisotropy_threshold <= 1:
             raise ValueError(f"anisotropy_threshold must be > 1, got {self.anisotropy_threshold}.")
+        object.__setattr__(self, "spacing", spacing)
+        object.__setattr__(self, "window", window)
+        object.__setattr__(self, "orientation", code)
+        for name in numbers:
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "crop_to_body", bool(self.crop_to_body))
 
     def with_stats(self, stats: IntensityStats) -> PreprocessingConfig:
         """A copy carrying the dataset's intensity statistics."""
