@@ -22,19 +22,27 @@ import tempfile
 import time
 from pathlib import Path
 
+PEAK = """
+def peak_mib():
+    # VmHWM: this process's own peak RSS (ru_maxrss would carry the parent's peak across exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+
 READ_WRITE = """
-import sys, time, resource, SimpleITK as sitk
-from monai_pipeline.io import read_image, write_image
+import sys, time, SimpleITK as sitk
+{PEAK}from monai_pipeline.io import read_image, write_image
 raw, out = sys.argv[1], sys.argv[2]
 start = time.perf_counter()
 for name in ("volume-0", "segmentation-0"):
     write_image(read_image(f"{raw}/{name}.nii.gz"), f"{out}/{name}.nii.gz")
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(time.perf_counter() - start, peak_mib())
 """
 
 PREPARE_ONE = """
-import sys, time, resource
-from pathlib import Path
+import sys, time
+{PEAK}from pathlib import Path
 from monai_pipeline.prepare.case import prepare_case
 from monai_pipeline.prepare.discover import find_cases
 from monai_pipeline.preprocessing import PreprocessingConfig
@@ -43,24 +51,25 @@ case = [c for c in find_cases(raw) if c.name == "liver_0"][0]
 start = time.perf_counter()
 result = prepare_case(case, out, PreprocessingConfig(spacing=(1.5, 1.5, 1.5)), raw)
 assert result.error is None, result.error
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(time.perf_counter() - start, peak_mib())
 """
 
 PREPARE_ALL = """
-import sys, time, resource
-from monai_pipeline.prepare import prepare_dataset
+import sys, time
+{PEAK}from monai_pipeline.prepare import prepare_dataset
 from monai_pipeline.preprocessing import PreprocessingConfig
 raw, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 start = time.perf_counter()
 summary = prepare_dataset(raw, out, PreprocessingConfig(spacing=(1.5, 1.5, 1.5)), folds=2, workers=workers,
                           progress=False)
 assert summary.ok, summary.failed
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(time.perf_counter() - start, peak_mib())
 """
 
 
 def run(script: str, *args: object) -> tuple[float, float]:
     """Run a measurement in a fresh interpreter; returns (seconds, peak MiB)."""
+    script = script.replace("{PEAK}", PEAK)
     done = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, check=True)
     seconds, peak = done.stdout.split()[-2:]
     return float(seconds), float(peak)
