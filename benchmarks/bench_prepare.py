@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 PEAK = """
@@ -105,7 +104,12 @@ def main() -> int:
     make_data(raw, args.cases, size, spacing)
     float32_mib = size[0] * size[1] * size[2] * 4 / 2**20
 
-    results: dict[str, list[tuple[float, float]]] = {"read_write": [], "prepare_one": [], "workers_1": [], "workers_2": []}
+    results: dict[str, list[tuple[float, float]]] = {
+        "read_write": [],
+        "prepare_one": [],
+        "workers_1": [],
+        "workers_2": [],
+    }
     for _ in range(args.repeats):
         for key, script, extra in (
             ("read_write", READ_WRITE, ()),
@@ -120,7 +124,9 @@ def main() -> int:
                 shutil.rmtree(out)
             print(f"  {key:<12} {results[key][-1][0]:7.2f} s  {results[key][-1][1]:7.0f} MiB", flush=True)
 
-    median = {key: (statistics.median(s for s, _ in v), statistics.median(m for _, m in v)) for key, v in results.items()}
+    median = {
+        key: (statistics.median(s for s, _ in v), statistics.median(m for _, m in v)) for key, v in results.items()
+    }
     report = {
         "volume": {"size": size, "spacing": spacing, "target_spacing": [1.5, 1.5, 1.5], "float32_mib": float32_mib},
         "cases_for_workers": args.cases,
