@@ -15,7 +15,7 @@ __all__ = ["main", "run_command"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``monai-pipeline`` with ``argv`` (default: the process's arguments) and return the exit code."""
-    from monai_pipeline.commands import demo, inspect, prepare, synth
+    from monai_pipeline.commands import demo, inspect, prepare, synth, train
 
     parser = argparse.ArgumentParser(
         prog="monai-pipeline",
@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (prepare, synth, inspect, demo):
+    for module in (prepare, train, synth, inspect, demo):
         sub = commands.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
         add_common_arguments(sub)
@@ -46,20 +46,30 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     )
     try:
         return func(args)
-    except PipelineError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted; finished cases are kept and a re-run resumes", file=sys.stderr)
-        return 130
     except Exception as err:  # noqa: BLE001 - the user sees one line; --debug shows the traceback
         if args.debug:
             raise
-        first = str(err).splitlines()[0] if str(err) else ""
-        print(f"error: unexpected {type(err).__name__}: {first} (run with --debug for details)", file=sys.stderr)
+        cause = _user_error(err)
+        if cause is not None:
+            print(f"error: {cause}", file=sys.stderr)
+        else:
+            first = str(err).splitlines()[0] if str(err) else ""
+            print(f"error: unexpected {type(err).__name__}: {first} (run with --debug for details)", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
+        return 130
+
+
+def _user_error(err: BaseException) -> PipelineError | None:
+    """The :class:`PipelineError` behind ``err``, also when a library (e.g. a MONAI bundle) wrapped it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, PipelineError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,146 @@
+"""Checkpoints of a training run: the best model, the last state for resuming, and early stopping, kept together so
+that a resumed run continues exactly where it stopped (epoch, optimizer, schedule, best score, patience)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+
+from monai_pipeline.errors import InputError
+from monai_pipeline.io.writer import atomic_path
+from monai_pipeline.training.distributed import is_rank_zero
+
+__all__ = ["RunCheckpoint", "BEST_NAME", "LAST_NAME"]
+
+BEST_NAME = "model.pt"
+"""Weights (a plain state dict) of the network at its best validation score, as the model zoo names them."""
+LAST_NAME = "checkpoint_last.pt"
+"""Everything needed to resume: network, optimizer, scheduler, trainer state, best score and patience."""
+
+_SCHEDULE_POSITION = ("last_epoch", "_step_count", "_last_lr", "base_lrs")
+
+logger = logging.getLogger(__name__)
+
+
+class RunCheckpoint:
+    """Save the best model and the last state, resume from the last state, and stop early.
+
+    Attach it to the trainer (as a train handler); it attaches itself to ``evaluator`` to watch ``metric_name``.
+    Only rank 0 writes; every rank resumes from the same file and takes the same early-stopping decision, since
+    validation metrics are reduced across ranks.
+
+    Args:
+        output_dir: the run folder.
+        network: the network (or its DistributedDataParallel wrapper).
+        optimizer: the optimizer.
+        evaluator: the validation engine whose ``metric_name`` decides the best model.
+        lr_scheduler: the learning-rate scheduler, saved and restored with the rest.
+        metric_name: the validation metric to maximise.
+        patience: validation rounds without improvement before training stops; 0 never stops early.
+        resume: continue from ``checkpoint_last.pt`` in ``output_dir`` when it exists.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike[str],
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        evaluator: Engine | None = None,
+        lr_scheduler: Any = None,
+        metric_name: str = "val_mean_dice",
+        patience: int = 0,
+        resume: bool = True,
+    ) -> None:
+        if patience < 0:
+            raise ValueError(f"patience must be >= 0, got {patience}.")
+        self.output_dir = Path(output_dir)
+        self.network, self.optimizer, self.lr_scheduler = network, optimizer, lr_scheduler
+        self.evaluator, self.metric_name = evaluator, metric_name
+        self.patience, self.resume = int(patience), bool(resume)
+        self.best_metric, self.best_epoch, self.stale_rounds = -1.0, 0, 0
+        self.trainer: Engine | None = None
+
+    def attach(self, trainer: Engine) -> None:
+        """Register with the trainer (and the evaluator)."""
+        self.trainer = trainer
+        trainer.add_event_handler(Events.STARTED, self._load_last)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._save_last)
+        if self.evaluator is not None:
+            self.evaluator.add_event_handler(Events.COMPLETED, self._on_validation)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The bare network, unwrapped from DistributedDataParallel."""
+        return getattr(self.network, "module", self.network)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The resumable state of the run."""
+        state = {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "trainer": {"epoch": self.trainer.state.epoch, "iteration": self.trainer.state.iteration},
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "stale_rounds": self.stale_rounds,
+        }
+        if self.lr_scheduler is not None:
+            state["lr_scheduler"] = self.lr_scheduler.state_dict()
+        return state
+
+    def _load_last(self, engine: Engine) -> None:
+        path = self.output_dir / LAST_NAME
+        if not (self.resume and path.is_file()):
+            return
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            self.module.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise InputError(path, "holds another network's weights; use a new --output-dir or delete it") from err
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.lr_scheduler is not None and "lr_scheduler" in state:
+            # the position in the schedule comes from the checkpoint, its shape (length, warm-up) from the current
+            # configuration, so that a run resumed with more epochs stretches the schedule instead of ending it
+            current = self.lr_scheduler.state_dict()
+            current.update({k: v for k, v in state["lr_scheduler"].items() if k in _SCHEDULE_POSITION})
+            self.lr_scheduler.load_state_dict(current)
+        engine.state.epoch = int(state["trainer"]["epoch"])
+        engine.state.iteration = int(state["trainer"]["iteration"])
+        self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])
+        self.stale_rounds = int(state["stale_rounds"])
+        if engine.state.epoch >= engine.state.max_epochs:
+            logger.info("run in %s already finished %d epochs", self.output_dir, engine.state.epoch)
+        logger.info("resumed from %s at epoch %d", path, engine.state.epoch)
+
+    def _save_last(self, engine: Engine) -> None:
+        if is_rank_zero():
+            _save(self.state_dict(), self.output_dir / LAST_NAME)
+
+    def _on_validation(self, evaluator: Engine) -> None:
+        score = float(evaluator.state.metrics[self.metric_name])
+        epoch = self.trainer.state.epoch if self.trainer is not None else 0
+        if score > self.best_metric:
+            self.best_metric, self.best_epoch, self.stale_rounds = score, epoch, 0
+            if is_rank_zero():
+                _save(self.module.state_dict(), self.output_dir / BEST_NAME)
+            logger.info("new best %s %.4f at epoch %d", self.metric_name, score, epoch)
+            return
+        self.stale_rounds += 1
+        if self.patience and self.stale_rounds >= self.patience and self.trainer is not None:
+            logger.info(
+                "early stop: %s has not improved on %.4f (epoch %d) for %d validation rounds",
+                self.metric_name,
+                self.best_metric,
+                self.best_epoch,
+                self.stale_rounds,
+            )
+            self.trainer.terminate()
+
+
+def _save(state: dict[str, Any], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
