@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ BEST_NAME = "model.pt"
 LAST_NAME = "checkpoint_last.pt"
 """Everything needed to resume: network, optimizer, scheduler, trainer state, best score and patience."""
 
-_SCHEDULE_POSITION = ("last_epoch", "_step_count", "_last_lr", "base_lrs")
+_SCHEDULE_POSITION = ("last_epoch", "_step_count")
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,12 @@ class RunCheckpoint:
             current = self.lr_scheduler.state_dict()
             current.update({k: v for k, v in state["lr_scheduler"].items() if k in _SCHEDULE_POSITION})
             self.lr_scheduler.load_state_dict(current)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # get_lr() outside step() warns; here it is the closed form we need
+                rates = self.lr_scheduler.get_lr()
+            for group, rate in zip(self.optimizer.param_groups, rates):
+                group["lr"] = rate
+            self.lr_scheduler._last_lr = list(rates)
         engine.state.epoch = int(state["trainer"]["epoch"])
         engine.state.iteration = int(state["trainer"]["iteration"])
         self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])

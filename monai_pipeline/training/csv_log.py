@@ -77,7 +77,8 @@ class EpochCSVLogger:
                 header = next(csv.reader(stream), [])
             fields = header + [name for name in fields if name not in header]
             if fields != header:
-                rows = list(csv.DictReader(self.path.open(newline="")))
+                with self.path.open(newline="") as stream:
+                    rows = list(csv.DictReader(stream))
                 self._rewrite(fields, rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", newline="") as stream:

@@ -34,8 +34,10 @@ def load_datalist(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
     training = datalist.get("training")
     if not isinstance(training, list) or not training:
         raise InputError(path, f"lists no training cases ({PREPARE_HINT})")
-    for entry in training:
+    for index, entry in enumerate(training):
         for key in ("image", "label"):
+            if not isinstance(entry, dict) or not isinstance(entry.get(key), str):
+                raise InputError(path, f"training entry {index} has no '{key}' path; prepare the dataset again")
             file = root / entry[key]
             if not file.is_file():
                 raise InputError(file, f"listed in {path.name} but missing; prepare the dataset again")

@@ -32,8 +32,8 @@ def build_network(
     """
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
-    if len(filters) < 2:
-        raise ValueError(f"filters needs at least 2 levels, got {list(filters)}.")
+    if len(filters) < 3:
+        raise ValueError(f"filters needs at least 3 levels (DynUNet's minimum), got {list(filters)}.")
     levels = len(filters)
     return DynUNet(
         spatial_dims=spatial_dims,
