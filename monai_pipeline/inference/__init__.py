@@ -1,0 +1,24 @@
+"""Inference on new scans: masks in the scan's own geometry, lesion measurements, probability maps, previews."""
+
+from __future__ import annotations
+
+from monai_pipeline.inference.lesions import Lesion, measure_lesions, scan_summary
+from monai_pipeline.inference.model import LoadedModel, load_model
+from monai_pipeline.inference.postprocess import PostprocessConfig, postprocess
+from monai_pipeline.inference.run import InferSummary, find_scans, infer
+from monai_pipeline.inference.segment import Segmentation, segment
+
+__all__ = [
+    "InferSummary",
+    "Lesion",
+    "LoadedModel",
+    "PostprocessConfig",
+    "Segmentation",
+    "find_scans",
+    "infer",
+    "load_model",
+    "measure_lesions",
+    "postprocess",
+    "scan_summary",
+    "segment",
+]

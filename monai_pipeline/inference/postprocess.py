@@ -1,0 +1,78 @@
+"""Post-processing of a predicted mask on the scan's grid: one liver, tumours only in it, no specks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from monai_pipeline.io.geometry import Geometry
+
+__all__ = ["PostprocessConfig", "postprocess", "CONNECTIVITY"]
+
+CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+"""Voxels touching by a face, an edge or a corner belong to one object (26-connectivity)."""
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Which post-processing steps run.
+
+    Attributes:
+        keep_largest_liver: keep only the largest connected liver (liver and tumour voxels together).
+        tumour_in_liver: drop tumours (connected components) with no voxel within ``liver_margin_mm`` of the liver.
+        liver_margin_mm: how far beyond the liver a tumour may reach (tumours on the liver's rim bulge out).
+        min_lesion_ml: tumour components smaller than this become liver (0 keeps every lesion).
+    """
+
+    keep_largest_liver: bool = True
+    tumour_in_liver: bool = True
+    liver_margin_mm: float = 10.0
+    min_lesion_ml: float = 0.05
+
+    @classmethod
+    def off(cls) -> PostprocessConfig:
+        """No post-processing at all."""
+        return cls(keep_largest_liver=False, tumour_in_liver=False, min_lesion_ml=0.0)
+
+
+def postprocess(labels: np.ndarray, geometry: Geometry, config: PostprocessConfig | None = None) -> np.ndarray:
+    """Apply ``config`` to a label map (z, y, x) with 0 background, 1 liver, 2 tumour; returns a new array.
+
+    Only the bounding box of the foreground is processed, so a large scan with a small liver stays cheap.
+    """
+    config = config or PostprocessConfig()
+    out = np.array(labels, dtype=np.uint8, copy=True)
+    box = _foreground_box(out)
+    if box is None:
+        return out
+    part = out[box]
+    spacing_zyx = np.asarray(geometry.spacing[::-1], dtype=float)
+    if config.keep_largest_liver:
+        components, count = ndimage.label(part >= 1, structure=CONNECTIVITY)
+        if count > 1:
+            sizes = np.bincount(components.ravel())
+            sizes[0] = 0
+            part[components != int(np.argmax(sizes))] = 0
+    if config.tumour_in_liver and np.any(part == 2):
+        liver = part == 1
+        components, count = ndimage.label(part == 2, structure=CONNECTIVITY)
+        if liver.any():
+            near = ndimage.distance_transform_edt(~liver, sampling=spacing_zyx) <= config.liver_margin_mm
+            touching = np.unique(components[near & (components > 0)])
+        else:
+            touching = np.array([], dtype=int)
+        part[(components > 0) & ~np.isin(components, touching)] = 0
+    if config.min_lesion_ml > 0 and np.any(part == 2):
+        components, count = ndimage.label(part == 2, structure=CONNECTIVITY)
+        volume_ml = np.bincount(components.ravel()) * float(np.prod(spacing_zyx)) / 1000.0
+        small = np.flatnonzero(volume_ml < config.min_lesion_ml)
+        part[np.isin(components, small[small > 0])] = 1
+    out[box] = part
+    return out
+
+
+def _foreground_box(labels: np.ndarray) -> tuple[slice, ...] | None:
+    found = ndimage.find_objects((labels > 0).astype(np.uint8))
+    return found[0] if found else None

@@ -1,0 +1,126 @@
+"""Predict class probabilities for a scan: the shared preprocessing, sliding windows, mirroring TTA, fold averaging,
+and the way back onto the scan's own grid."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import nullcontext
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.inferers import SlidingWindowInferer
+
+from monai_pipeline.inference.model import LoadedModel
+from monai_pipeline.io.geometry import Geometry
+from monai_pipeline.preprocessing.crop import crop_geometry
+from monai_pipeline.preprocessing.pipeline import PreprocessedCase, preprocess
+from monai_pipeline.preprocessing.resample import resample_onto
+from monai_pipeline.training.inferers import SliceStackInferer
+
+__all__ = ["predict_probabilities", "probabilities_to_labels", "probability_image", "SLAB_VOXELS"]
+
+SLAB_VOXELS = 16_000_000
+"""Voxels of the scan's grid restored at a time, which bounds the memory of going back to the scan's grid."""
+
+
+def predict_probabilities(
+    image: sitk.Image,
+    model: LoadedModel,
+    *,
+    tta: bool = False,
+    overlap: float | None = None,
+    sw_batch_size: int | None = None,
+) -> tuple[np.ndarray, PreprocessedCase]:
+    """Softmax probabilities (C, z, y, x) float32 on the preprocessed grid, averaged over folds and mirrorings.
+
+    Args:
+        image: the CT in HU on its own grid.
+        model: the loaded networks.
+        tta: also predict on every mirroring of the in-plane (2D) or all three (3D) axes and average.
+        overlap: sliding-window overlap (default: the run's).
+        sw_batch_size: windows per network call (default: the run's).
+
+    Returns:
+        The probabilities and the preprocessed case (its image's grid is the probabilities' grid).
+    """
+    prepared = preprocess(image, model.preprocessing)
+    # the network was trained on tensors as MONAI loads NIfTI: index order (x, y, z), i.e. SimpleITK's array reversed
+    volume = torch.from_numpy(np.ascontiguousarray(sitk.GetArrayViewFromImage(prepared.image).transpose(2, 1, 0)))
+    volume = volume[None, None].to(model.device)
+    inferer = _inferer(model, volume, overlap, sw_batch_size)
+    spatial_dims = int(model.inference["spatial_dims"])
+    total: torch.Tensor | None = None
+    count = 0
+    autocast = torch.autocast("cuda") if model.device.type == "cuda" else nullcontext()
+    with torch.inference_mode(), autocast:
+        for network in model.networks:
+            for dims in _mirrorings(spatial_dims, tta):
+                flipped = torch.flip(volume, dims) if dims else volume
+                probabilities = torch.softmax(inferer(flipped, network).float(), dim=1)
+                probabilities = torch.flip(probabilities, dims) if dims else probabilities
+                total = probabilities if total is None else total + probabilities
+                count += 1
+    result = (total / count)[0].cpu().numpy()
+    return np.ascontiguousarray(result.transpose(0, 3, 2, 1)), prepared
+
+
+def _mirrorings(spatial_dims: int, tta: bool) -> Iterator[tuple[int, ...]]:
+    axes = (2, 3) if spatial_dims == 2 else (2, 3, 4)
+    if not tta:
+        yield ()
+        return
+    for count in range(len(axes) + 1):
+        yield from itertools.combinations(axes, count)
+
+
+def _inferer(model: LoadedModel, volume: torch.Tensor, overlap: float | None, sw_batch_size: int | None):
+    settings = model.inference
+    overlap = float(settings.get("overlap", 0.25) if overlap is None else overlap)
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be >= 0 and < 1, got {overlap}.")
+    batch = int(settings.get("sw_batch_size", 4) if sw_batch_size is None else sw_batch_size)
+    if int(settings["spatial_dims"]) == 2:
+        return SliceStackInferer(settings["roi_size"], settings["context"], batch, overlap)
+    return SlidingWindowInferer(
+        roi_size=settings["roi_size"],
+        sw_batch_size=batch,
+        overlap=overlap,
+        mode="gaussian",
+        sw_device=model.device,
+        device=_stitching_device(model.device, volume, int(model.network_args.get("out_channels", 3))),
+    )
+
+
+def _stitching_device(device: torch.device, volume: torch.Tensor, channels: int) -> torch.device:
+    """Stitch windows on the GPU when the output fits comfortably in its free memory, else on the CPU."""
+    if device.type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    needed = volume.numel() * channels * 4 * 2  # output and the blending weights
+    return device if needed < 0.5 * free else torch.device("cpu")
+
+
+def probability_image(probabilities: np.ndarray, channel: int, grid: Geometry) -> sitk.Image:
+    """One channel of (C, z, y, x) probabilities as a SimpleITK image on ``grid``."""
+    return grid.apply(sitk.GetImageFromArray(probabilities[channel]))
+
+
+def probabilities_to_labels(probabilities: np.ndarray, grid: Geometry, original: Geometry) -> np.ndarray:
+    """Labels (z, y, x) uint8 on the scan's grid: the liver and tumour probabilities are interpolated linearly
+    onto it (through physical space, so any orientation, crop or spacing is undone) and the most probable class is
+    taken, background being 1 - liver - tumour. Done in slabs of the scan's grid to bound memory."""
+    liver = probability_image(probabilities, 1, grid)
+    tumour = probability_image(probabilities, 2, grid)
+    labels = np.zeros(original.shape, dtype=np.uint8)
+    depth = original.size[2]
+    slab = max(1, SLAB_VOXELS // (original.size[0] * original.size[1]))
+    for start in range(0, depth, slab):
+        size = min(slab, depth - start)
+        part = crop_geometry(original, ((0, 0, start), (original.size[0], original.size[1], size)))
+        p_liver = sitk.GetArrayFromImage(resample_onto(liver, part, "linear"))
+        p_tumour = sitk.GetArrayFromImage(resample_onto(tumour, part, "linear"))
+        stacked = np.stack([1.0 - p_liver - p_tumour, p_liver, p_tumour])
+        labels[start : start + size] = np.argmax(stacked, axis=0).astype(np.uint8)
+    return labels

@@ -1,0 +1,176 @@
+"""Inference over files and folders: the API behind ``monai-pipeline infer``.
+
+For every scan it writes into the output folder::
+
+    <case>_seg.nii.gz           uint8 mask (0 background, 1 liver, 2 tumour) with exactly the scan's geometry
+    <case>_lesions.csv          one row per tumour: volume, longest axial diameter, centroid, probability, HU
+    <case>_prob_liver.nii.gz    liver probability on the scan's grid (--save-probabilities)
+    <case>_prob_tumour.nii.gz   tumour probability on the scan's grid (--save-probabilities)
+    <case>_preview.png          axial, coronal and sagittal views with outlines and tumour heatmap (--preview)
+    summary.json                every case's volumes, burden and lesions, and the cases that failed
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from monai_pipeline.errors import InputError, PipelineError
+from monai_pipeline.inference.lesions import write_lesion_csv
+from monai_pipeline.inference.model import LoadedModel, load_model
+from monai_pipeline.inference.postprocess import PostprocessConfig
+from monai_pipeline.inference.segment import Segmentation, segment
+from monai_pipeline.io.reader import case_name, is_image_file, read_image
+from monai_pipeline.io.writer import atomic_path, write_image
+
+__all__ = ["InferenceCase", "InferSummary", "find_scans", "infer"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InferenceCase:
+    """One scan to segment: a file or a DICOM series folder, and the name its outputs get."""
+
+    name: str
+    path: Path
+
+
+@dataclass
+class InferSummary:
+    """What an inference run did."""
+
+    output_dir: Path
+    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when no case failed."""
+        return not self.failed
+
+
+def find_scans(path: str | os.PathLike[str]) -> list[InferenceCase]:
+    """The scans at ``path``: one image file, one DICOM series folder, or a folder of image files and DICOM series
+    sub-folders.
+
+    Raises:
+        InputError: nothing to segment there.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    if path.is_file():
+        return [InferenceCase(case_name(path), path)]
+    entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+    images = [p for p in entries if p.is_file() and is_image_file(p)]
+    folders = [p for p in entries if p.is_dir() and any(q.is_file() for q in p.iterdir())]
+    if not images and not folders:
+        if any(p.is_file() for p in entries):
+            return [InferenceCase(path.name, path)]  # a DICOM series folder
+        raise InputError(path, "holds no scan (NIfTI, NRRD, MHA files or DICOM series folders)")
+    return [InferenceCase(case_name(p), p) for p in images] + [InferenceCase(p.name, p) for p in folders]
+
+
+def infer(
+    model_dir: str | os.PathLike[str],
+    input_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    folds: list[int | str] | None = None,
+    device: str = "auto",
+    tta: bool = False,
+    save_probabilities: bool = False,
+    preview: bool = False,
+    postprocessing: PostprocessConfig | None = None,
+    overlap: float | None = None,
+    sw_batch_size: int | None = None,
+    series_uid: str | None = None,
+    progress: bool = True,
+) -> InferSummary:
+    """Segment every scan at ``input_path`` with the model of ``model_dir`` and write the results to ``output_dir``.
+
+    A scan that cannot be read or segmented is reported in the summary; the others go on. Every file is written
+    under a temporary name and renamed when complete.
+
+    Raises:
+        InputError: the model, the input or the output folder is unusable.
+    """
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a folder; choose an output folder")
+    cases = find_scans(input_path)
+    _check_not_overwriting(cases, out)
+    model = load_model(model_dir, folds, device)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = InferSummary(output_dir=out)
+    bar = tqdm(cases, desc="infer", unit="scan", disable=not progress)
+    for case in bar:
+        bar.set_postfix_str(case.name)
+        start = time.perf_counter()
+        try:
+            image = read_image(case.path, series_uid=series_uid)
+            result = segment(
+                image,
+                model,
+                tta=tta,
+                overlap=overlap,
+                sw_batch_size=sw_batch_size,
+                postprocessing=postprocessing,
+                probabilities=save_probabilities,
+            )
+            files = _write_case(case, result, image, out, preview)
+            summary.cases[case.name] = {
+                **result.summary,
+                "seconds": round(time.perf_counter() - start, 2),
+                "files": files,
+                "lesion_list": [asdict(lesion) for lesion in result.lesions],
+            }
+        except Exception as err:  # noqa: BLE001 - one bad scan is reported, the others go on
+            message = str(err) if isinstance(err, PipelineError) else f"{case.path}: {type(err).__name__}: {err}"
+            summary.failed[case.name] = message.splitlines()[0]
+            summary.details[case.name] = traceback.format_exc()
+            bar.write(f"failed: {summary.failed[case.name]}")
+    bar.close()
+    _write_summary(summary, model)
+    return summary
+
+
+def _check_not_overwriting(cases: list[InferenceCase], out: Path) -> None:
+    for case in cases:
+        target = (out / f"{case.name}_seg.nii.gz").resolve()
+        if case.path.resolve() == target or (case.path.is_dir() and out.resolve() == case.path.resolve()):
+            raise InputError(case.path, "the output would overwrite the input; choose another --output")
+
+
+def _write_case(case: InferenceCase, result: Segmentation, image, out: Path, preview: bool) -> dict[str, str]:
+    files = {"mask": write_image(result.mask, out / f"{case.name}_seg.nii.gz")}
+    files["lesions"] = write_lesion_csv(result.lesions, out / f"{case.name}_lesions.csv")
+    for name, probability in result.probabilities.items():
+        files[f"probability_{name}"] = write_image(probability, out / f"{case.name}_prob_{name}.nii.gz")
+    if preview:
+        from monai_pipeline.inference.preview import write_preview
+
+        files["preview"] = write_preview(image, result, out / f"{case.name}_preview.png")
+    return {key: path.name for key, path in files.items()}
+
+
+def _write_summary(summary: InferSummary, model: LoadedModel) -> None:
+    record = {
+        "model": [str(run) for run in model.runs],
+        "device": str(model.device),
+        "coordinates": "centroids in mm, LPS (DICOM) and RAS (NIfTI viewers); volumes in mL",
+        "cases": summary.cases,
+        "failed": summary.failed,
+    }
+    with atomic_path(summary.output_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")

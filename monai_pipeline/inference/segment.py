@@ -1,0 +1,86 @@
+"""Segment one scan: the Python API that takes a CT image and returns its mask in the scan's own geometry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from monai_pipeline.inference.lesions import Lesion, measure_lesions, scan_summary
+from monai_pipeline.inference.model import LoadedModel
+from monai_pipeline.inference.postprocess import PostprocessConfig, postprocess
+from monai_pipeline.inference.predict import predict_probabilities, probabilities_to_labels, probability_image
+from monai_pipeline.io.geometry import Geometry
+from monai_pipeline.preprocessing.crop import crop_geometry
+from monai_pipeline.preprocessing.resample import resample_onto
+
+__all__ = ["Segmentation", "segment"]
+
+
+@dataclass
+class Segmentation:
+    """The result for one scan, everything on the scan's own grid.
+
+    Attributes:
+        mask: uint8 labels 0 background, 1 liver, 2 tumour, with exactly the scan's geometry.
+        lesions: the tumours, largest first.
+        summary: liver and tumour volume, tumour burden, lesion count.
+        probabilities: ``{"liver": image, "tumour": image}`` float32 maps when asked for.
+    """
+
+    mask: sitk.Image
+    lesions: list[Lesion]
+    summary: dict[str, Any]
+    probabilities: dict[str, sitk.Image] = field(default_factory=dict)
+
+
+def segment(
+    image: sitk.Image,
+    model: LoadedModel,
+    *,
+    tta: bool = False,
+    overlap: float | None = None,
+    sw_batch_size: int | None = None,
+    postprocessing: PostprocessConfig | None = None,
+    probabilities: bool = False,
+) -> Segmentation:
+    """Segment the liver and liver tumours of a CT.
+
+    Args:
+        image: the CT in HU (as :func:`monai_pipeline.io.read_image` returns it).
+        model: networks from :func:`monai_pipeline.inference.load_model`.
+        tta: average over mirrored inputs.
+        overlap: sliding-window overlap (default: the run's).
+        sw_batch_size: windows per network call (default: the run's).
+        postprocessing: the steps to apply (default: all on; ``PostprocessConfig.off()`` for none).
+        probabilities: also return the liver and tumour probability maps on the scan's grid.
+    """
+    original = Geometry.of(image)
+    probs, prepared = predict_probabilities(image, model, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size)
+    grid = Geometry.of(prepared.image)
+    labels = probabilities_to_labels(probs, grid, original)
+    labels = postprocess(labels, original, postprocessing or PostprocessConfig())
+    maps = {}
+    if probabilities:
+        for channel, name in ((1, "liver"), (2, "tumour")):
+            maps[name] = resample_onto(probability_image(probs, channel, grid), original, "linear")
+    lesions = _lesions(labels, original, probs, grid, image)
+    mask = original.apply(sitk.GetImageFromArray(labels))
+    return Segmentation(mask=mask, lesions=lesions, summary=scan_summary(labels, original, lesions), probabilities=maps)
+
+
+def _lesions(labels: np.ndarray, original: Geometry, probs: np.ndarray, grid: Geometry, image: sitk.Image):
+    """Measure the lesions inside the tumours' bounding box only, with the probability interpolated there."""
+    found = ndimage.find_objects((labels == 2).astype(np.uint8))
+    if not found:
+        return []
+    box = found[0]
+    start = tuple(s.start for s in box[::-1])
+    size = tuple(s.stop - s.start for s in box[::-1])
+    part = crop_geometry(original, (start, size))
+    tumour = sitk.GetArrayFromImage(resample_onto(probability_image(probs, 2, grid), part, "linear"))
+    hu = sitk.GetArrayViewFromImage(image)[box].astype(np.float32)
+    return measure_lesions(labels[box], part, tumour, hu)
