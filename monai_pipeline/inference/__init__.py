@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monai_pipeline.inference.bundle import BundleInference, make_inferer, scan_list
 from monai_pipeline.inference.lesions import Lesion, measure_lesions, scan_summary
 from monai_pipeline.inference.model import LoadedModel, load_model
 from monai_pipeline.inference.postprocess import PostprocessConfig, postprocess
@@ -9,6 +10,7 @@ from monai_pipeline.inference.run import InferSummary, find_scans, infer
 from monai_pipeline.inference.segment import Segmentation, segment
 
 __all__ = [
+    "BundleInference",
     "InferSummary",
     "Lesion",
     "LoadedModel",
@@ -17,8 +19,10 @@ __all__ = [
     "find_scans",
     "infer",
     "load_model",
+    "make_inferer",
     "measure_lesions",
     "postprocess",
+    "scan_list",
     "scan_summary",
     "segment",
 ]

@@ -40,6 +40,8 @@ class LoadedModel:
     inference: dict[str, Any]
     device: torch.device
     network_args: dict[str, Any] = field(default_factory=dict)
+    inferer: Any = None
+    """An inferer to use instead of the one built from ``inference`` (the bundle's ``inferer``)."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

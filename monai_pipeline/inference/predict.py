@@ -76,6 +76,8 @@ def _mirrorings(spatial_dims: int, tta: bool) -> Iterator[tuple[int, ...]]:
 
 
 def _inferer(model: LoadedModel, volume: torch.Tensor, overlap: float | None, sw_batch_size: int | None):
+    if model.inferer is not None and overlap is None and sw_batch_size is None:
+        return model.inferer
     settings = model.inference
     overlap = float(settings.get("overlap", 0.25) if overlap is None else overlap)
     if not 0 <= overlap < 1:

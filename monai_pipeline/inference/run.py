@@ -31,7 +31,7 @@ from monai_pipeline.inference.segment import Segmentation, segment
 from monai_pipeline.io.reader import case_name, is_image_file, read_image
 from monai_pipeline.io.writer import atomic_path, write_image
 
-__all__ = ["InferenceCase", "InferSummary", "find_scans", "infer"]
+__all__ = ["InferenceCase", "InferSummary", "find_scans", "infer", "run_cases"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,37 @@ def infer(
     cases = find_scans(input_path)
     _check_not_overwriting(cases, out)
     model = load_model(model_dir, folds, device)
+    return run_cases(
+        cases,
+        model,
+        out,
+        tta=tta,
+        save_probabilities=save_probabilities,
+        preview=preview,
+        postprocessing=postprocessing,
+        overlap=overlap,
+        sw_batch_size=sw_batch_size,
+        series_uid=series_uid,
+        progress=progress,
+    )
+
+
+def run_cases(
+    cases: list[InferenceCase],
+    model: LoadedModel,
+    output_dir: str | os.PathLike[str],
+    *,
+    tta: bool = False,
+    save_probabilities: bool = False,
+    preview: bool = False,
+    postprocessing: PostprocessConfig | None = None,
+    overlap: float | None = None,
+    sw_batch_size: int | None = None,
+    series_uid: str | None = None,
+    progress: bool = True,
+) -> InferSummary:
+    """Segment ``cases`` with a loaded model into ``output_dir`` (see :func:`infer`)."""
+    out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = InferSummary(output_dir=out)
     bar = tqdm(cases, desc="infer", unit="scan", disable=not progress)
