@@ -28,13 +28,15 @@ class Segmentation:
         mask: uint8 labels 0 background, 1 liver, 2 tumour, with exactly the scan's geometry.
         lesions: the tumours, largest first.
         summary: liver and tumour volume, tumour burden, lesion count.
-        probabilities: ``{"liver": image, "tumour": image}`` float32 maps when asked for.
+        probabilities: ``{"liver": image, "tumour": image}`` float32 maps on the scan's grid when asked for.
+        tumour_map: the tumour probability on the preprocessed grid (no resampling cost), for previews.
     """
 
     mask: sitk.Image
     lesions: list[Lesion]
     summary: dict[str, Any]
     probabilities: dict[str, sitk.Image] = field(default_factory=dict)
+    tumour_map: sitk.Image | None = None
 
 
 def segment(
@@ -69,7 +71,13 @@ def segment(
             maps[name] = resample_onto(probability_image(probs, channel, grid), original, "linear")
     lesions = _lesions(labels, original, probs, grid, image)
     mask = original.apply(sitk.GetImageFromArray(labels))
-    return Segmentation(mask=mask, lesions=lesions, summary=scan_summary(labels, original, lesions), probabilities=maps)
+    return Segmentation(
+        mask=mask,
+        lesions=lesions,
+        summary=scan_summary(labels, original, lesions),
+        probabilities=maps,
+        tumour_map=probability_image(probs, 2, grid),
+    )
 
 
 def _lesions(labels: np.ndarray, original: Geometry, probs: np.ndarray, grid: Geometry, image: sitk.Image):
