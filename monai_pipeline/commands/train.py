@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output_dir,
         pretrained=args.pretrained,
         overrides=overrides,
+        quiet=args.quiet,
     )
     log = Path(run_dir) / "training_log.csv"
     if log.is_file():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monai_pipeline.training.checkpoint import BEST_NAME, LAST_NAME, RunCheckpoint
+from monai_pipeline.training.checkpoint import BEST_NAME, LAST_NAME, RunCheckpoint, check_resume
 from monai_pipeline.training.csv_log import EpochCSVLogger
 from monai_pipeline.training.data import copy_preprocessing, fold_files, load_datalist
 from monai_pipeline.training.distributed import distributed_device, enabled, init_distributed, is_rank_zero
@@ -25,6 +25,7 @@ __all__ = [
     "SliceStackInferer",
     "SlicesToChannelsd",
     "build_network",
+    "check_resume",
     "copy_preprocessing",
     "distributed_device",
     "enabled",

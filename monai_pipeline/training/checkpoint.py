@@ -16,7 +16,7 @@ from monai_pipeline.errors import InputError
 from monai_pipeline.io.writer import atomic_path
 from monai_pipeline.training.distributed import is_rank_zero
 
-__all__ = ["RunCheckpoint", "BEST_NAME", "LAST_NAME"]
+__all__ = ["RunCheckpoint", "check_resume", "BEST_NAME", "LAST_NAME"]
 
 BEST_NAME = "model.pt"
 """Weights (a plain state dict) of the network at its best validation score, as the model zoo names them."""
@@ -97,11 +97,8 @@ class RunCheckpoint:
         path = self.output_dir / LAST_NAME
         if not (self.resume and path.is_file()):
             return
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        try:
-            self.module.load_state_dict(state["model"])
-        except RuntimeError as err:
-            raise InputError(path, "holds another network's weights; use a new --output-dir or delete it") from err
+        state = _load_checked(path, self.module)
+        self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.lr_scheduler is not None and "lr_scheduler" in state:
             # the position in the schedule comes from the checkpoint, its shape (length, warm-up) from the current
@@ -146,6 +143,35 @@ class RunCheckpoint:
                 self.stale_rounds,
             )
             self.trainer.terminate()
+
+
+def check_resume(output_dir: str | os.PathLike[str], network: torch.nn.Module, resume: bool = True) -> None:
+    """Before a run writes anything: when it will resume, check that ``checkpoint_last.pt`` fits ``network``.
+
+    Raises:
+        InputError: the checkpoint holds another network's weights, or is not a checkpoint of this pipeline.
+    """
+    path = Path(output_dir) / LAST_NAME
+    if resume and path.is_file():
+        _load_checked(path, getattr(network, "module", network))
+
+
+def _load_checked(path: Path, module: torch.nn.Module) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise InputError(
+            path, "is not a checkpoint this pipeline can resume; delete it or use a new --output-dir"
+        ) from err
+    own = module.state_dict()
+    weights = state.get("model") if isinstance(state, dict) else None
+    if (
+        not isinstance(weights, dict)
+        or set(weights) != set(own)
+        or any(weights[name].shape != own[name].shape for name in own)
+    ):
+        raise InputError(path, "holds another network's weights; use a new --output-dir or delete it")
+    return state
 
 
 def _save(state: dict[str, Any], path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,6 +48,7 @@ def train(
     output_dir: str | os.PathLike[str] | None = None,
     pretrained: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    quiet: bool = False,
 ) -> Path:
     """Train the bundle on a prepared dataset and return the run folder.
 
@@ -63,6 +65,7 @@ def train(
         output_dir: the run folder (default: ``<bundle>/models``).
         pretrained: weights to start from (fine-tuning).
         overrides: further config values by id, e.g. ``{"roi_size": [64, 64, 64], "learning_rate": 1e-4}``.
+        quiet: keep the current logging (no bundle logging configuration) and show no progress bars.
 
     Raises:
         PipelineError: a missing dataset or fold, or an override naming no key of the config.
@@ -92,12 +95,16 @@ def train(
     for key in overrides or {}:
         if key not in parser:
             raise PipelineError(f"unknown config key '{key}': not in {', '.join(f.name for f in files)}")
+    if quiet:
+        values["progress"] = False
     values.update(overrides or {})
     configs = bundle / "configs"
+    if quiet:  # MONAI warns that it skips its logging configuration, which is what quiet asks for
+        logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)
     workflow = ConfigWorkflow(
         config_file=[str(f) for f in files],
         meta_file=str(configs / "metadata.json"),
-        logging_file=str(configs / "logging.conf"),
+        logging_file=False if quiet else str(configs / "logging.conf"),
         workflow_type="train",
         **values,
     )
