@@ -35,6 +35,8 @@ __all__ = ["InferenceCase", "InferSummary", "find_scans", "infer", "run_cases"]
 
 logger = logging.getLogger(__name__)
 
+_OUTPUT_ENDINGS = ("_seg.nii.gz", "_lesions.csv", "_prob_liver.nii.gz", "_prob_tumour.nii.gz", "_preview.png")
+
 
 @dataclass(frozen=True)
 class InferenceCase:
@@ -59,26 +61,33 @@ class InferSummary:
         return not self.failed
 
 
-def find_scans(path: str | os.PathLike[str]) -> list[InferenceCase]:
+def find_scans(path: str | os.PathLike[str], exclude: str | os.PathLike[str] | None = None) -> list[InferenceCase]:
     """The scans at ``path``: one image file, one DICOM series folder, or a folder of image files and DICOM series
-    sub-folders.
+    sub-folders (leaving out ``exclude``, e.g. an output folder inside the input folder).
 
     Raises:
-        InputError: nothing to segment there.
+        InputError: nothing to segment there, or two scans that would get the same output name.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
     if path.is_file():
         return [InferenceCase(case_name(path), path)]
-    entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+    skip = Path(exclude).resolve() if exclude is not None else None
+    entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.resolve() != skip)
     images = [p for p in entries if p.is_file() and is_image_file(p)]
     folders = [p for p in entries if p.is_dir() and any(q.is_file() for q in p.iterdir())]
     if not images and not folders:
         if any(p.is_file() for p in entries):
             return [InferenceCase(path.name, path)]  # a DICOM series folder
         raise InputError(path, "holds no scan (NIfTI, NRRD, MHA files or DICOM series folders)")
-    return [InferenceCase(case_name(p), p) for p in images] + [InferenceCase(p.name, p) for p in folders]
+    cases = [InferenceCase(case_name(p), p) for p in images] + [InferenceCase(p.name, p) for p in folders]
+    named: dict[str, Path] = {}
+    for case in cases:
+        if case.name in named:
+            raise InputError(case.path, f"has the same name as {named[case.name].name}; their outputs would collide")
+        named[case.name] = case.path
+    return cases
 
 
 def infer(
@@ -108,7 +117,7 @@ def infer(
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder; choose an output folder")
-    cases = find_scans(input_path)
+    cases = find_scans(input_path, exclude=out)
     _check_not_overwriting(cases, out)
     model = load_model(model_dir, folds, device)
     return run_cases(
@@ -170,17 +179,20 @@ def run_cases(
             message = str(err) if isinstance(err, PipelineError) else f"{case.path}: {type(err).__name__}: {err}"
             summary.failed[case.name] = message.splitlines()[0]
             summary.details[case.name] = traceback.format_exc()
-            bar.write(f"failed: {summary.failed[case.name]}")
+            if progress:
+                bar.write(f"failed: {summary.failed[case.name]}")
     bar.close()
     _write_summary(summary, model)
     return summary
 
 
 def _check_not_overwriting(cases: list[InferenceCase], out: Path) -> None:
+    inputs = {case.path.resolve() for case in cases}
     for case in cases:
-        target = (out / f"{case.name}_seg.nii.gz").resolve()
-        if case.path.resolve() == target or (case.path.is_dir() and out.resolve() == case.path.resolve()):
-            raise InputError(case.path, "the output would overwrite the input; choose another --output")
+        written = [out / f"{case.name}{ending}" for ending in _OUTPUT_ENDINGS]
+        clash = next((path for path in written if path.resolve() in inputs), None)
+        if clash is not None or (case.path.is_dir() and out.resolve() == case.path.resolve()):
+            raise InputError(clash or case.path, "an output would overwrite an input; choose another --output")
 
 
 def _write_case(case: InferenceCase, result: Segmentation, image, out: Path, preview: bool) -> dict[str, str]:
