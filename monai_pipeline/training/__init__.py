@@ -11,6 +11,7 @@ from monai_pipeline.training.inferers import SliceStackInferer
 from monai_pipeline.training.metrics import region_output
 from monai_pipeline.training.network import build_network
 from monai_pipeline.training.record import RUN_RECORD, read_run_record, write_run_record
+from monai_pipeline.training.time_limit import TimeLimit
 from monai_pipeline.training.transforms import LiTSRegionsd, SlicesToChannelsd
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "RunCheckpoint",
     "SliceStackInferer",
     "SlicesToChannelsd",
+    "TimeLimit",
     "build_network",
     "check_resume",
     "copy_preprocessing",
