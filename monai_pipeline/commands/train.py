@@ -15,9 +15,9 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the train command."""
-    from monai_pipeline.training.workflow import DEFAULT_BUNDLE
+    from monai_pipeline.training.workflow import default_bundle
 
-    parser.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="bundle folder (default: %(default)s)")
+    parser.add_argument("--bundle", default=str(default_bundle()), help="bundle folder (default: %(default)s)")
     parser.add_argument("--dataset-dir", required=True, metavar="PREP", help="prepared dataset (with datalist.json)")
     parser.add_argument("--dim", type=int, choices=(2, 3), default=3, help="3D network, or 2.5D on axial slices")
     parser.add_argument("--fold", type=int, default=0, help="validation fold")

@@ -12,9 +12,15 @@ from typing import Any
 from monai_pipeline.errors import InputError, PipelineError
 from monai_pipeline.training.data import fold_files
 
-__all__ = ["DEFAULT_BUNDLE", "bundle_config_files", "train"]
+__all__ = ["DEFAULT_BUNDLE", "bundle_config_files", "default_bundle", "train"]
 
 DEFAULT_BUNDLE = Path("bundles") / "liver_tumor_ct"
+
+
+def default_bundle() -> Path:
+    """The bundle of this checkout (beside the package), or ``bundles/liver_tumor_ct`` under the working folder."""
+    beside = Path(__file__).resolve().parents[2] / DEFAULT_BUNDLE
+    return beside if (beside / "configs" / "train.json").is_file() else DEFAULT_BUNDLE
 
 
 def bundle_config_files(bundle: str | os.PathLike[str], dim: int = 3, distributed: bool = False) -> list[Path]:
