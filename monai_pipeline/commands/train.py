@@ -26,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", metavar="CKPT", help="start from these weights (fine-tuning)")
     parser.add_argument("--freeze-encoder-epochs", type=int, help="keep the encoder frozen this many epochs")
     parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="overlay config of the bundle, e.g. 'cpu' (configs/cpu.json: a small network for CPUs); repeatable",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a bundle config key (repeatable)"
     )
 
@@ -46,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output_dir,
         pretrained=args.pretrained,
         overrides=overrides,
+        configs=args.config,
         quiet=args.quiet,
     )
     log = Path(run_dir) / "training_log.csv"

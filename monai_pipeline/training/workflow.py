@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,11 @@ def default_bundle() -> Path:
     return beside if (beside / "configs" / "train.json").is_file() else DEFAULT_BUNDLE
 
 
-def bundle_config_files(bundle: str | os.PathLike[str], dim: int = 3, distributed: bool = False) -> list[Path]:
-    """The config files of a training run: ``train.json``, plus ``2d.json`` for 2D and ``multi_gpu_train.json``
-    under ``torchrun``.
+def bundle_config_files(
+    bundle: str | os.PathLike[str], dim: int = 3, distributed: bool = False, extra: Sequence[str] = ()
+) -> list[Path]:
+    """The config files of a training run: ``train.json``, plus ``2d.json`` for 2D, ``multi_gpu_train.json``
+    under ``torchrun``, and ``extra`` overlays named by file or stem (e.g. ``"cpu"`` for ``configs/cpu.json``).
 
     Raises:
         InputError: the bundle or one of its configs is missing.
@@ -41,6 +43,12 @@ def bundle_config_files(bundle: str | os.PathLike[str], dim: int = 3, distribute
     for path in files:
         if not path.is_file():
             raise InputError(path, "missing: --bundle must be a bundle folder such as bundles/liver_tumor_ct")
+    for name in extra:
+        path = configs / (name if name.endswith(".json") else f"{name}.json")
+        if not path.is_file():
+            available = sorted(p.stem for p in configs.glob("*.json"))
+            raise InputError(path, f"no such overlay config; the bundle has: {', '.join(available)}")
+        files.append(path)
     return files
 
 
@@ -54,6 +62,7 @@ def train(
     output_dir: str | os.PathLike[str] | None = None,
     pretrained: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    configs: Sequence[str] = (),
     quiet: bool = False,
 ) -> Path:
     """Train the bundle on a prepared dataset and return the run folder.
@@ -71,6 +80,7 @@ def train(
         output_dir: the run folder (default: ``<bundle>/models``).
         pretrained: weights to start from (fine-tuning).
         overrides: further config values by id, e.g. ``{"roi_size": [64, 64, 64], "learning_rate": 1e-4}``.
+        configs: overlay configs of the bundle applied after the others, e.g. ``["cpu"]`` for a small network.
         quiet: keep the current logging (no bundle logging configuration) and show no progress bars.
 
     Raises:
@@ -80,7 +90,7 @@ def train(
 
     bundle = Path(bundle).resolve()
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    files = bundle_config_files(bundle, dim, distributed)
+    files = bundle_config_files(bundle, dim, distributed, configs)
     fold_files(dataset_dir, fold, "train")
     fold_files(dataset_dir, fold, "val")
     run_dir = Path(output_dir).resolve() if output_dir else bundle / "models"
