@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 LABELS: dict[int, str] = {0: "background", 1: "liver", 2: "tumour"}
 """Label values of every mask the pipeline reads or writes (the LiTS convention)."""
 
-_SUBPACKAGES = ("commands", "inference", "io", "prepare", "preprocessing", "synth", "training")
+_SUBPACKAGES = ("commands", "evaluation", "inference", "io", "prepare", "preprocessing", "synth", "training")
 
 
 def __getattr__(name: str):

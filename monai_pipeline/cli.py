@@ -15,7 +15,7 @@ __all__ = ["main", "run_command"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``monai-pipeline`` with ``argv`` (default: the process's arguments) and return the exit code."""
-    from monai_pipeline.commands import demo, export, infer, inspect, prepare, synth, train
+    from monai_pipeline.commands import demo, evaluate, export, infer, inspect, prepare, synth, train
 
     parser = argparse.ArgumentParser(
         prog="monai-pipeline",
@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (prepare, train, infer, export, synth, inspect, demo):
+    for module in (prepare, train, infer, evaluate, export, synth, inspect, demo):
         sub = commands.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
         add_common_arguments(sub)
