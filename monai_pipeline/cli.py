@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from monai_pipeline import __version__
@@ -44,6 +45,9 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         level=logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s: %(message)s",
     )
+    # MONAI announces optional GPU DICOM decoders it cannot find; that is no news on a CPU and not for our users
+    warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     try:
         return func(args)
     except Exception as err:  # noqa: BLE001 - the user sees one line; --debug shows the traceback

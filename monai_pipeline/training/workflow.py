@@ -112,7 +112,7 @@ def train(
         if key not in parser:
             raise PipelineError(f"unknown config key '{key}': not in {', '.join(f.name for f in files)}")
     if quiet:
-        values["progress"] = False
+        values.update(progress=False, print_stats=False)
     values.update(overrides or {})
     configs = bundle / "configs"
     if quiet:  # MONAI warns that it skips its logging configuration, which is what quiet asks for
