@@ -71,6 +71,7 @@ class RunCheckpoint:
         self.trainer = trainer
         trainer.add_event_handler(Events.STARTED, self._load_last)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._save_last)
+        trainer.add_event_handler(Events.COMPLETED, self._ensure_best)
         if self.evaluator is not None:
             self.evaluator.add_event_handler(Events.COMPLETED, self._on_validation)
 
@@ -123,6 +124,13 @@ class RunCheckpoint:
     def _save_last(self, engine: Engine) -> None:
         if is_rank_zero():
             _save(self.state_dict(), self.output_dir / LAST_NAME)
+
+    def _ensure_best(self, engine: Engine) -> None:
+        """A run that ended before its first validation still leaves a ``model.pt``: its last weights."""
+        path = self.output_dir / BEST_NAME
+        if is_rank_zero() and not path.is_file():
+            logger.warning("no validation ran; %s holds the weights of the last epoch", path)
+            _save(self.module.state_dict(), path)
 
     def _on_validation(self, evaluator: Engine) -> None:
         score = float(evaluator.state.metrics[self.metric_name])
