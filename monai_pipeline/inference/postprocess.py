@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from monai_pipeline.io.geometry import Geometry
 
-__all__ = ["PostprocessConfig", "postprocess", "CONNECTIVITY"]
+__all__ = ["PostprocessConfig", "postprocess", "mask_box", "CONNECTIVITY"]
 
 CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 """Voxels touching by a face, an edge or a corner belong to one object (26-connectivity)."""
@@ -44,7 +44,7 @@ def postprocess(labels: np.ndarray, geometry: Geometry, config: PostprocessConfi
     """
     config = config or PostprocessConfig()
     out = np.array(labels, dtype=np.uint8, copy=True)
-    box = _foreground_box(out)
+    box = mask_box(out)
     if box is None:
         return out
     part = out[box]
@@ -52,8 +52,7 @@ def postprocess(labels: np.ndarray, geometry: Geometry, config: PostprocessConfi
     if config.keep_largest_liver:
         components, count = ndimage.label(part >= 1, structure=CONNECTIVITY)
         if count > 1:
-            sizes = np.bincount(components.ravel())
-            sizes[0] = 0
+            sizes = np.bincount(components[components > 0])  # counting the objects' voxels only: sizes[0] is 0
             part[components != int(np.argmax(sizes))] = 0
     if config.tumour_in_liver and np.any(part == 2):
         liver = part == 1
@@ -66,13 +65,22 @@ def postprocess(labels: np.ndarray, geometry: Geometry, config: PostprocessConfi
         part[(components > 0) & ~np.isin(components, touching)] = 0
     if config.min_lesion_ml > 0 and np.any(part == 2):
         components, count = ndimage.label(part == 2, structure=CONNECTIVITY)
-        volume_ml = np.bincount(components.ravel()) * float(np.prod(spacing_zyx)) / 1000.0
+        volume_ml = np.bincount(components[components > 0]) * float(np.prod(spacing_zyx)) / 1000.0
         small = np.flatnonzero(volume_ml < config.min_lesion_ml)
         part[np.isin(components, small[small > 0])] = 1
     out[box] = part
     return out
 
 
-def _foreground_box(labels: np.ndarray) -> tuple[slice, ...] | None:
-    found = ndimage.find_objects((labels > 0).astype(np.uint8))
-    return found[0] if found else None
+def mask_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box (z, y, x slices) holding every non-zero voxel of ``mask``, or ``None`` when there is none.
+
+    Found from the mask's projections, with no full-size temporary: several times quicker than
+    ``ndimage.find_objects`` on a whole scan.
+    """
+    z = np.flatnonzero(mask.any(axis=(1, 2)))
+    if len(z) == 0:
+        return None
+    slab = mask[z[0] : z[-1] + 1]
+    y, x = np.flatnonzero(slab.any(axis=(0, 2))), np.flatnonzero(slab.any(axis=(0, 1)))
+    return slice(int(z[0]), int(z[-1]) + 1), slice(int(y[0]), int(y[-1]) + 1), slice(int(x[0]), int(x[-1]) + 1)

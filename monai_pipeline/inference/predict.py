@@ -112,17 +112,51 @@ def probability_image(probabilities: np.ndarray, channel: int, grid: Geometry) -
 def probabilities_to_labels(probabilities: np.ndarray, grid: Geometry, original: Geometry) -> np.ndarray:
     """Labels (z, y, x) uint8 on the scan's grid: the liver and tumour probabilities are interpolated linearly
     onto it (through physical space, so any orientation, crop or spacing is undone) and the most probable class is
-    taken, background being 1 - liver - tumour. Done in slabs of the scan's grid to bound memory."""
+    taken, background being 1 - liver - tumour. Done in slabs of the scan's grid to bound memory, and only inside
+    the box of the scan's grid that can hold liver or tumour (see :func:`_foreground_extent`)."""
+    labels = np.zeros(original.shape, dtype=np.uint8)
+    extent = _foreground_extent(probabilities, grid, original)
+    if extent is None:
+        return labels
+    (x0, y0, z0), (width, height, depth) = extent
     liver = probability_image(probabilities, 1, grid)
     tumour = probability_image(probabilities, 2, grid)
-    labels = np.zeros(original.shape, dtype=np.uint8)
-    depth = original.size[2]
-    slab = max(1, SLAB_VOXELS // (original.size[0] * original.size[1]))
-    for start in range(0, depth, slab):
-        size = min(slab, depth - start)
-        part = crop_geometry(original, ((0, 0, start), (original.size[0], original.size[1], size)))
-        p_liver = sitk.GetArrayFromImage(resample_onto(liver, part, "linear"))
-        p_tumour = sitk.GetArrayFromImage(resample_onto(tumour, part, "linear"))
-        stacked = np.stack([1.0 - p_liver - p_tumour, p_liver, p_tumour])
-        labels[start : start + size] = np.argmax(stacked, axis=0).astype(np.uint8)
+    slab = max(1, SLAB_VOXELS // (width * height))
+    for start in range(z0, z0 + depth, slab):
+        size = min(slab, z0 + depth - start)
+        part = crop_geometry(original, ((x0, y0, start), (width, height, size)))
+        liver_part, tumour_part = resample_onto(liver, part, "linear"), resample_onto(tumour, part, "linear")
+        p_liver, p_tumour = sitk.GetArrayViewFromImage(liver_part), sitk.GetArrayViewFromImage(tumour_part)
+        background = 1.0 - p_liver - p_tumour
+        # argmax over (background, liver, tumour), the first on a tie, without stacking three more slab-size arrays
+        slab_labels = labels[start : start + size, y0 : y0 + height, x0 : x0 + width]
+        slab_labels[p_liver > background] = 1
+        slab_labels[(p_tumour > p_liver) & (p_tumour > background)] = 2
     return labels
+
+
+def _foreground_extent(probabilities: np.ndarray, grid: Geometry, original: Geometry):
+    """The index box (start, size) of the scan's grid outside of which every voxel is background, or ``None``.
+
+    A linearly interpolated point is a weighted mean of the grid voxels around it (within one voxel; beyond the
+    grid it is the border voxel or 0), so where background is the most probable class at every one of them it is
+    also at the point. Only points within one voxel of a grid voxel where liver or tumour wins can be foreground:
+    the box of those voxels, widened by one voxel, is mapped into the scan's grid (with a voxel to spare).
+    """
+    liver, tumour = probabilities[1], probabilities[2]
+    background = 1.0 - liver - tumour
+    foreground = (liver > background) | (tumour > background)
+    spans = [np.flatnonzero(foreground.any(axis=axes)) for axes in ((0, 1), (0, 2), (1, 2))]  # x, y, z
+    if any(len(span) == 0 for span in spans):
+        return None
+    low = np.array([span[0] for span in spans], dtype=float) - 1
+    high = np.array([span[-1] for span in spans], dtype=float) + 1
+    corners = np.array(list(itertools.product(*zip(low, high))))
+    physical = np.asarray(grid.origin) + (corners * grid.spacing) @ np.asarray(grid.direction).reshape(3, 3).T
+    inverse = np.linalg.inv(np.asarray(original.direction).reshape(3, 3))
+    index = ((physical - np.asarray(original.origin)) @ inverse.T) / np.asarray(original.spacing)
+    start = np.maximum(np.floor(index.min(axis=0)).astype(int) - 1, 0)
+    stop = np.minimum(np.ceil(index.max(axis=0)).astype(int) + 2, np.asarray(original.size))
+    if np.any(stop <= start):
+        return None
+    return tuple(int(v) for v in start), tuple(int(v) for v in stop - start)

@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from monai_pipeline.inference.lesions import Lesion, measure_lesions, scan_summary
 from monai_pipeline.inference.model import LoadedModel
-from monai_pipeline.inference.postprocess import PostprocessConfig, postprocess
+from monai_pipeline.inference.postprocess import PostprocessConfig, mask_box, postprocess
 from monai_pipeline.inference.predict import predict_probabilities, probabilities_to_labels, probability_image
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.preprocessing.crop import crop_geometry
@@ -82,10 +81,9 @@ def segment(
 
 def _lesions(labels: np.ndarray, original: Geometry, probs: np.ndarray, grid: Geometry, image: sitk.Image):
     """Measure the lesions inside the tumours' bounding box only, with the probability interpolated there."""
-    found = ndimage.find_objects((labels == 2).astype(np.uint8))
-    if not found:
+    box = mask_box(labels == 2)
+    if box is None:
         return []
-    box = found[0]
     start = tuple(s.start for s in box[::-1])
     size = tuple(s.stop - s.start for s in box[::-1])
     part = crop_geometry(original, (start, size))
