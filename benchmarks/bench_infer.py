@@ -1,0 +1,538 @@
+"""Benchmark of ``monai_pipeline.inference.infer`` end to end against a model-zoo-style MONAI inference pipeline.
+
+Run ``python benchmarks/bench_infer.py``; ``--quick`` for a smaller volume, ``--tall`` for the 512x512x900 memory
+check, ``--input FILE`` to benchmark any scan. Each measurement runs in a fresh process (its peak RSS is VmHWM, its
+own); figures are medians over ``--repeats`` runs, the pipelines taking turns within each repeat.
+
+Both pipelines use the same trained weights: a small 3D model trained once on synthetic phantoms with the public API
+(``train`` as tests/test_learning.py does it) and cached under ``benchmarks/results/model/``, or ``--model RUN``.
+
+1. Ours: ``infer(run, scan, out, device="cpu")``, from reading the scan to the mask (and lesion table) written, with
+   the default post-processing, and again with ``PostprocessConfig.off()`` for a like-for-like Dice.
+2. Reference, written here from the spleen bundle's ``inference.json`` with MONAI components only: LoadImaged,
+   EnsureChannelFirstd, Orientationd(RAS), Spacingd(run's spacing, bilinear), ScaleIntensityRanged(run's window to
+   0..1, clip), EnsureTyped; SlidingWindowInferer(run's roi_size and sw_batch_size, overlap 0.5, mode "constant");
+   Activationsd(softmax), Invertd(pred, nearest_interp=False), AsDiscreted(argmax), SaveImaged(.nii.gz, float32).
+   No body crop and no post-processing. Run as a plain script (no DataLoader, no Ignite evaluator).
+
+The time inside the network is the sum of its forward calls (forward pre/post hooks, ``time.perf_counter``), taken
+the same way in both. Goals (2 CPU cores): ours >= 3x faster end to end; time outside the network <= 25 %;
+Dice(ours, reference) >= 0.98; peak RSS <= 6 GB on a 512x512x900 scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+BUNDLE = ROOT / "bundles" / "liver_tumor_ct"
+
+MODEL_SETTINGS = {
+    "phantom_size": [205, 205, 150],
+    "phantom_spacing": [2.0, 2.0, 5.0],
+    "spacing_mm": 5.0,
+    "training_cases": 8,
+    "held_out_cases": 3,
+    "data_seed": 7,
+    "epochs": 40,
+    "overrides": {
+        "seed": 0,
+        "filters": [8, 16, 32, 64],
+        "roi_size": [48, 48, 48],
+        "batch_size": 2,
+        "num_samples": 2,
+        "learning_rate": 3e-3,
+        "warmup_epochs": 2,
+        "val_interval": 5,
+        "early_stop_patience": 0,
+        "num_workers": 0,
+        "cache_rate": 1.0,
+    },
+}
+"""The benchmark model: tests/test_learning.py's recipe (5 mm voxels, a 4-level 8-64 filter DynUNet, 48^3 patches), on
+phantoms whose field of view (410 x 410 x 750 mm) is that of the benchmark scan: trained on the test's shorter phantoms
+(200-280 mm), the model marks liver all along a 750 mm scan, and the Dice between two pipelines then measures how they
+treat those false positives rather than the liver."""
+
+COMMON = """
+import json, sys, time
+
+def peak_mib():
+    # VmHWM: this process's own peak RSS (ru_maxrss would carry the parent's peak across exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+STAGES = {}
+NETWORK = {"seconds": 0.0, "calls": 0, "start": 0.0}
+
+def add(stage, seconds):
+    STAGES[stage] = STAGES.get(stage, 0.0) + seconds
+
+def time_network(network):
+    # the same forward hooks on the network in both pipelines: the time inside the network's forward calls
+    def before(module, args):
+        NETWORK["start"] = time.perf_counter()
+    def after(module, args, output):
+        NETWORK["seconds"] += time.perf_counter() - NETWORK["start"]
+        NETWORK["calls"] += 1
+    network.register_forward_pre_hook(before)
+    network.register_forward_hook(after)
+    return network
+
+def report(wall, cpu):
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_mib": peak_mib(), "network_s": NETWORK["seconds"],
+                      "network_calls": NETWORK["calls"], "stages": STAGES,
+                      "load": open("/proc/loadavg").read().split()[0]}))
+"""
+
+OURS = """
+from monai_pipeline.inference import PostprocessConfig, infer
+
+# the modules themselves (``monai_pipeline.inference.segment`` is also the name of a function)
+predict_module, run_module, segment_module = (
+    sys.modules[f"monai_pipeline.inference.{name}"] for name in ("predict", "run", "segment"))
+
+def timed(module, name, stage, after=None):
+    original = getattr(module, name)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            result = original(*args, **kwargs)
+        finally:
+            add(stage, time.perf_counter() - start)
+        return after(result) if after else result
+    setattr(module, name, wrapper)
+
+def hook_networks(model):
+    for network in model.networks:
+        time_network(network)
+    return model
+
+timed(run_module, "load_model", "model", hook_networks)
+timed(run_module, "read_image", "read")
+timed(predict_module, "preprocess", "preprocess")
+timed(segment_module, "predict_probabilities", "predict")
+timed(segment_module, "probabilities_to_labels", "restore")
+timed(segment_module, "postprocess", "postprocess")
+timed(segment_module, "_lesions", "lesions")
+timed(run_module, "segment", "segment")
+timed(run_module, "_write_case", "write")
+model, scan, out, post = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "on"
+start, cpu = time.perf_counter(), time.process_time()
+summary = infer(model, scan, out, device="cpu", progress=False,
+                postprocessing=None if post else PostprocessConfig.off())
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+assert summary.ok, summary.failed
+STAGES["window"] = STAGES.pop("predict") - STAGES["preprocess"] - NETWORK["seconds"]
+STAGES["mask_summary"] = STAGES.pop("segment") - sum(
+    STAGES[k] for k in ("preprocess", "window", "restore", "postprocess", "lesions")) - NETWORK["seconds"]
+report(wall, cpu)
+"""
+
+REFERENCE = """
+import numpy as np
+import torch
+from monai.inferers import SlidingWindowInferer
+from monai.transforms import (Activationsd, AsDiscreted, Compose, EnsureChannelFirstd, EnsureTyped, Invertd,
+                              LoadImaged, Orientationd, SaveImaged, ScaleIntensityRanged, Spacingd, apply_transform)
+from monai_pipeline.preprocessing import PreprocessingConfig
+from monai_pipeline.training import BEST_NAME, build_network, read_run_record
+
+run, scan, out = sys.argv[1], sys.argv[2], sys.argv[3]
+
+def apply(transforms, data):
+    # what Compose does, one transform at a time so that each is timed
+    for transform in transforms.transforms:
+        start = time.perf_counter()
+        data = apply_transform(transform, data)
+        add(type(transform).__name__, time.perf_counter() - start)
+    return data
+
+start, cpu = time.perf_counter(), time.process_time()
+record = read_run_record(run)
+config = PreprocessingConfig.load(f"{run}/preprocessing.json")
+device = torch.device("cpu")
+network = build_network(**record["network"])
+network.load_state_dict(torch.load(f"{run}/{BEST_NAME}", map_location="cpu", weights_only=True))
+network = time_network(network.to(device).eval())
+preprocessing = Compose([
+    LoadImaged(keys="image"),
+    EnsureChannelFirstd(keys="image"),
+    Orientationd(keys="image", axcodes="RAS"),
+    Spacingd(keys="image", pixdim=list(config.spacing), mode="bilinear"),
+    ScaleIntensityRanged(keys="image", a_min=config.window[0], a_max=config.window[1], b_min=0.0, b_max=1.0,
+                         clip=True),
+    EnsureTyped(keys="image"),
+])
+inferer = SlidingWindowInferer(roi_size=record["inference"]["roi_size"],
+                               sw_batch_size=record["inference"]["sw_batch_size"], overlap=0.5)
+postprocessing = Compose([
+    Activationsd(keys="pred", softmax=True),
+    Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False, to_tensor=True),
+    AsDiscreted(keys="pred", argmax=True),
+    SaveImaged(keys="pred", output_dir=out, output_ext=".nii.gz", output_dtype=np.float32, output_postfix="trans",
+               separate_folder=False, print_log=False),
+])
+add("model", time.perf_counter() - start)
+data = apply(preprocessing, {"image": scan})
+window_start = time.perf_counter()
+with torch.no_grad():
+    data["pred"] = inferer(data["image"][None].to(device), network)[0]
+add("window", time.perf_counter() - window_start - NETWORK["seconds"])
+data = apply(postprocessing, data)
+report(time.perf_counter() - start, time.process_time() - cpu)
+"""
+
+TRAIN = """
+import json, sys
+from pathlib import Path
+from monai_pipeline.prepare import prepare_dataset
+from monai_pipeline.preprocessing import PreprocessingConfig
+from monai_pipeline.synth import write_synthetic_dataset
+from monai_pipeline.training.workflow import train
+
+settings, root, bundle = json.loads(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+cases = settings["training_cases"] + settings["held_out_cases"]
+write_synthetic_dataset(root / "raw", cases, seed=settings["data_seed"], size=settings["phantom_size"],
+                        spacing=settings["phantom_spacing"], progress=False)
+config = PreprocessingConfig(spacing=(settings["spacing_mm"],) * 3)
+summary = prepare_dataset(root / "raw", root / "prepared", config, folds=2, seed=0, workers=1, progress=False)
+assert summary.ok, summary.failed
+# as tests/test_learning.py: the last phantoms are the held-out fold 1, every other one is trained on
+datalist_path = root / "prepared" / "datalist.json"
+datalist = json.loads(datalist_path.read_text())
+held_out = {f"liver_{i}" for i in range(settings["training_cases"], cases)}
+for entry in datalist["training"]:
+    entry["fold"] = 1 if entry["case"] in held_out else 0
+datalist_path.write_text(json.dumps(datalist, indent=2) + "\\n")
+train(bundle, root / "prepared", fold=1, epochs=settings["epochs"], output_dir=root / "run",
+      overrides=settings["overrides"], quiet=True)
+"""
+
+# Stages side by side: (label, stages of ours, stages of the reference). "network" is the forward calls alone.
+STAGE_ROWS = (
+    ("load model (build + weights)", ("model",), ("model",)),
+    ("read scan", ("read",), ("LoadImaged",)),
+    (
+        "preprocess (crop/reorient/resample/window)",
+        ("preprocess",),
+        ("EnsureChannelFirstd", "Orientationd", "Spacingd", "ScaleIntensityRanged", "EnsureTyped"),
+    ),
+    ("network forward", ("network",), ("network",)),
+    ("sliding-window stitching + softmax", ("window",), ("window", "Activationsd")),
+    ("back to the scan's grid + argmax", ("restore",), ("Invertd", "AsDiscreted")),
+    ("post-processing", ("postprocess",), ()),
+    ("lesion measurement", ("lesions",), ()),
+    ("mask image + summary", ("mask_summary",), ()),
+    ("write outputs", ("write",), ("SaveImaged",)),
+)
+
+
+def run_script(script: str, *args: object, timeout: float | None = None) -> dict:
+    """Run a measurement in a fresh interpreter; returns the JSON it prints last."""
+    done = subprocess.run(
+        [sys.executable, "-c", COMMON + script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no message"
+        raise RuntimeError(f"measurement failed ({done.returncode}): {last}\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    stages = result["stages"]
+    stages["network"] = result["network_s"]
+    stages["other"] = result["wall_s"] - sum(stages.values())
+    return result
+
+
+def ensure_model(cache: Path) -> tuple[Path, dict]:
+    """The cached benchmark model, trained first when missing or trained with other settings."""
+    run = cache / "run"
+    settings_path = cache / "bench_model.json"
+    if settings_path.is_file() and json.loads(settings_path.read_text()).get("settings") == MODEL_SETTINGS:
+        if (run / "model.pt").is_file():
+            return run, json.loads(settings_path.read_text())
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    print(
+        f"training the benchmark model into {run} (once; 5-25 minutes on 2 cores, depending on what else runs) ...",
+        flush=True,
+    )
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN, json.dumps(MODEL_SETTINGS), str(cache), str(BUNDLE)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"training failed:\n{done.stderr[-3000:]}")
+    seconds = time.perf_counter() - start
+    with (run / "training_log.csv").open(newline="") as stream:
+        validated = [row for row in csv.DictReader(stream) if row.get("val_mean_dice")]
+    best = max(validated, key=lambda row: float(row["val_mean_dice"]))
+    info = {
+        "settings": MODEL_SETTINGS,
+        "training_s": round(seconds, 1),
+        "best_epoch": int(best["epoch"]),
+        "held_out_liver_dice": round(float(best["val_liver_dice"]), 4),
+        "held_out_tumour_dice": round(float(best["val_tumour_dice"]), 4),
+    }
+    settings_path.write_text(json.dumps(info, indent=2) + "\n")
+    shutil.rmtree(cache / "raw", ignore_errors=True)
+    shutil.rmtree(cache / "prepared", ignore_errors=True)
+    return run, info
+
+
+def model_description(run: Path) -> dict:
+    """What the run was trained with, as its own records say."""
+    record = json.loads((run / "run.json").read_text())
+    preprocessing = json.loads((run / "preprocessing.json").read_text())
+    return {
+        "run": str(run),
+        "spacing_mm": preprocessing["spacing"],
+        "window_hu": preprocessing["window"],
+        "crop_to_body": preprocessing["crop_to_body"],
+        "filters": record["network"]["filters"],
+        "roi_size": record["inference"]["roi_size"],
+        "sw_batch_size": record["inference"]["sw_batch_size"],
+        "overlap_ours": record["inference"]["overlap"],
+    }
+
+
+def make_scan(folder: Path, seed: int, size: tuple[int, int, int], spacing: tuple[float, float, float]) -> Path:
+    """A phantom CT and its label in ``folder`` (written once): ``ct.nii.gz``, ``label.nii.gz``."""
+    from monai_pipeline.io import write_image
+    from monai_pipeline.synth import make_phantom
+
+    scan = folder / "ct.nii.gz"
+    if not scan.is_file():
+        print(f"writing a phantom {size} at {spacing} mm -> {folder}", flush=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        image, label = make_phantom(seed, size=size, spacing=spacing, orientation="LPS")
+        write_image(label, folder / "label.nii.gz")
+        del label
+        write_image(image, scan)
+    return scan
+
+
+def dice_table(ours: Path, reference: Path | None, truth: Path | None, ours_off: Path | None) -> dict:
+    """Liver (label >= 1) and tumour (label 2) Dice between the masks written, each on the scan's grid."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    masks = {}
+    for name, path in (("ours", ours), ("ours_no_post", ours_off), ("reference", reference), ("truth", truth)):
+        if path is not None:
+            image = sitk.ReadImage(str(path))
+            masks[name] = (np.rint(sitk.GetArrayViewFromImage(image)).astype(np.uint8), image)
+    first = masks["ours"][1]
+    for name, (_, image) in masks.items():
+        same = image.GetSize() == first.GetSize() and np.allclose(image.GetOrigin(), first.GetOrigin(), atol=0.01)
+        if not same or not np.allclose(image.GetDirection(), first.GetDirection(), atol=1e-4):
+            raise RuntimeError(f"the {name} mask is not on the scan's grid: {image.GetSize()} {image.GetOrigin()}")
+
+    def dice(a: np.ndarray, b: np.ndarray) -> float:
+        total = int(a.sum()) + int(b.sum())
+        return round(2.0 * int(np.logical_and(a, b).sum()) / total, 4) if total else 1.0
+
+    pairs = [("ours", "reference"), ("ours_no_post", "reference"), ("ours", "truth"), ("ours_no_post", "truth")]
+    pairs.append(("reference", "truth"))
+    result = {}
+    for a, b in pairs:
+        if a in masks and b in masks:
+            left, right = masks[a][0], masks[b][0]
+            result[f"{a}_vs_{b}"] = {"liver": dice(left >= 1, right >= 1), "tumour": dice(left == 2, right == 2)}
+    return result
+
+
+def measure(kind: str, run: Path, scan: Path, keep: Path | None, timeout: float | None) -> dict:
+    """One measurement in a fresh process; the output folder is kept in ``keep`` (for the Dice) or removed."""
+    out = keep or Path(tempfile.mkdtemp(prefix="bench-infer-"))
+    if keep is not None:
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir(parents=True)
+    try:
+        if kind == "reference":
+            return run_script(REFERENCE, run, scan, out, timeout=timeout)
+        return run_script(OURS, run, scan, out, "on" if kind == "ours" else "off", timeout=timeout)
+    finally:
+        if keep is None:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def median_result(runs: list[dict]) -> dict:
+    """Medians of wall, peak and network time, and of every stage."""
+    stages = sorted({k for r in runs for k in r["stages"]})
+    wall = statistics.median(r["wall_s"] for r in runs)
+    network = statistics.median(r["network_s"] for r in runs)
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 2),
+        "peak_mib": round(statistics.median(r["peak_mib"] for r in runs)),
+        "network_s": round(network, 2),
+        "network_calls": runs[0]["network_calls"],
+        "outside_network_share": round(1 - network / wall, 3),
+        "stages_s": {k: round(statistics.median(r["stages"].get(k, 0.0) for r in runs), 2) for k in stages},
+        "load": [r["load"] for r in runs],
+        "runs_wall_s": [round(r["wall_s"], 2) for r in runs],
+    }
+
+
+def stage_table(results: dict) -> list[str]:
+    """Markdown rows of the per-stage breakdown, ours (with post-processing) beside the reference."""
+    names = [n for n in ("ours", "ours_no_post", "reference") if n in results]
+    lines = ["| stage | " + " | ".join(f"{n} s" for n in names) + " |", "|---|" + "---:|" * len(names)]
+    for label, ours_keys, reference_keys in (
+        *STAGE_ROWS,
+        ("other (summary.json, lazy imports, ...)", ("other",), ("other",)),
+    ):
+        cells = []
+        for name in names:
+            keys = reference_keys if name == "reference" else ours_keys
+            stages = results[name]["stages_s"]
+            cells.append(f"{sum(stages.get(k, 0.0) for k in keys):.2f}" if keys else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| **total (wall)** | " + " | ".join(f"**{results[n]['wall_s']:.2f}**" for n in names) + " |")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="256x256x150 at 1.6x1.6x5 mm instead of 512x512x300")
+    parser.add_argument("--tall", action="store_true", help="512x512x900 at 0.8x0.8x1.0 mm (memory check)")
+    parser.add_argument("--input", type=Path, help="benchmark this scan instead of a phantom")
+    parser.add_argument("--label", type=Path, help="its reference label, for Dice against the truth")
+    parser.add_argument("--model", type=Path, help="an existing training run (default: the cached benchmark model)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median reported)")
+    parser.add_argument("--no-reference", action="store_true", help="measure ours only")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per measurement")
+    parser.add_argument("--seed", type=int, default=0, help="phantom seed (not one of the training phantoms)")
+    parser.add_argument("--json", type=Path, help="default: results/infer.json (infer-tall.json with --tall)")
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+
+    model_cache = RESULTS / "model"
+    model_info = None
+    run = args.model
+    if run is None:
+        run, model_info = ensure_model(model_cache)
+    model = model_description(run)
+    if model_info:
+        model.update({k: v for k, v in model_info.items() if k != "settings"})
+        model["training"] = {k: v for k, v in MODEL_SETTINGS.items() if k != "overrides"}
+
+    truth = args.label
+    if args.input is not None:
+        scan, volume = args.input, {"file": str(args.input)}
+    else:
+        if args.tall:
+            size, spacing = (512, 512, 900), (0.8, 0.8, 1.0)
+        elif args.quick:
+            size, spacing = (256, 256, 150), (1.6, 1.6, 5.0)
+        else:
+            size, spacing = (512, 512, 300), (0.8, 0.8, 2.5)
+        folder = RESULTS / "data" / f"infer-{'x'.join(map(str, size))}-seed{args.seed}"
+        scan = make_scan(folder, args.seed, size, spacing)
+        truth = folder / "label.nii.gz"
+        volume = {"size": size, "spacing": spacing, "seed": args.seed, "orientation": "LPS", "file": str(scan)}
+    print(f"model {run}: spacing {model['spacing_mm']} mm, roi {model['roi_size']}, filters {model['filters']}")
+
+    kinds = ["ours", "ours_no_post"] + ([] if args.no_reference else ["reference"])
+    keep = {kind: RESULTS / "infer-outputs" / kind for kind in kinds}
+    runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
+    failed: dict[str, str] = {}
+    for repeat in range(args.repeats):
+        for kind in kinds:
+            if kind in failed:
+                continue
+            last = repeat == args.repeats - 1
+            try:
+                result = measure(kind, run, scan, keep[kind] if last else None, args.timeout)
+            except (RuntimeError, subprocess.TimeoutExpired) as err:
+                failed[kind] = str(err).splitlines()[0]
+                print(f"  {kind:<13} failed: {failed[kind]}", flush=True)
+                continue
+            runs[kind].append(result)
+            print(
+                f"  {kind:<13} {result['wall_s']:7.2f} s (CPU {result['cpu_s']:6.2f} s)  "
+                f"{result['peak_mib']:7.0f} MiB  network {result['network_s']:6.2f} s  (load {result['load']})",
+                flush=True,
+            )
+
+    results = {kind: median_result(r) for kind, r in runs.items() if r}
+    files = {
+        kind: next(iter(sorted(keep[kind].glob("*seg.nii.gz")) or sorted(keep[kind].glob("*.nii.gz"))), None)
+        for kind in results
+    }
+    dice = {}
+    if "ours" in results:
+        dice = dice_table(
+            files["ours"],
+            files.get("reference"),
+            truth if truth is not None and truth.is_file() else None,
+            files.get("ours_no_post"),
+        )
+    report = {
+        "volume": volume,
+        "model": model,
+        "repeats": args.repeats,
+        "cpu_cores": os.cpu_count(),
+        "results": results,
+        "failed": failed,
+        "dice": dice,
+    }
+    if "ours" in results and "reference" in results:
+        report["speedup_ours_vs_reference"] = round(results["reference"]["wall_s"] / results["ours"]["wall_s"], 2)
+        report["speedup_ours_no_post_vs_reference"] = round(
+            results["reference"]["wall_s"] / results["ours_no_post"]["wall_s"], 2
+        )
+        report["cpu_time_ratio_reference_to_ours"] = round(results["reference"]["cpu_s"] / results["ours"]["cpu_s"], 2)
+    default_json = RESULTS / ("infer-tall.json" if args.tall else "infer.json")
+    json_path = args.json or default_json
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+
+    print()
+    print(
+        f"| measurement (median of {args.repeats}) | wall s | CPU s | peak RSS MiB | network s | outside the network |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for kind, r in results.items():
+        print(
+            f"| {kind} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['peak_mib']} | {r['network_s']:.2f} | "
+            f"{100 * r['outside_network_share']:.0f} % |"
+        )
+    print()
+    print("\n".join(stage_table(results)))
+    print()
+    for pair, scores in dice.items():
+        print(f"Dice {pair}: liver {scores['liver']:.4f}, tumour {scores['tumour']:.4f}")
+    if "speedup_ours_vs_reference" in report:
+        print(
+            f"speed-up ours vs reference: {report['speedup_ours_vs_reference']:.2f}x "
+            f"({report['speedup_ours_no_post_vs_reference']:.2f}x without post-processing) (goal >= 3)"
+        )
+    for kind, message in failed.items():
+        print(f"{kind} failed: {message}")
+    print(f"results: {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
