@@ -70,7 +70,7 @@ def measure(build_dataset, build_loader, epochs):
     print(json.dumps({"cache_s": cache, "epoch_s": seconds, "patches": patches, "cpu_s": cpu, "cases": len(dataset),
                       "patch_shape": shape}))
 
-def profile(transform, files, rounds):
+def profile(transform, files, rounds, copy=True):
     from monai.data import list_data_collate
     from monai.transforms import RandomizableTrait, Transform, apply_transform
     torch.set_num_threads(1)
@@ -78,13 +78,13 @@ def profile(transform, files, rounds):
     first = transform.get_index_of_first(lambda t: isinstance(t, RandomizableTrait) or not isinstance(t, Transform))
     cached = [transform(item, end=first) for item in files]
     steps = transform.transforms[first:]
-    names = ["copy of the cached case (CacheDataset copy_cache)"]
+    names = ["copy of the cached case (CacheDataset copy_cache)" if copy else "(no copy of the cached case)"]
     names += [f"{i}. {type(t).__name__} (p={getattr(t, 'prob', 1):g})" for i, t in enumerate(steps, 1)] + ["collate"]
     seconds, patches = [0.0] * len(names), 0
     for _ in range(rounds):
         for item in cached:
             start = time.process_time()
-            data = deepcopy(item)
+            data = deepcopy(item) if copy else item
             seconds[0] += time.process_time() - start
             for index, step in enumerate(steps, 1):
                 start = time.process_time()
@@ -107,7 +107,8 @@ if mode == "measure":
     measure(lambda: parser.get_parsed_content("train#dataset"),
             lambda _: parser.get_parsed_content("train#dataloader"), count)
 else:
-    profile(parser.get_parsed_content("train#preprocessing"), parser.get_parsed_content("train#dataset#data"), count)
+    profile(parser.get_parsed_content("train#preprocessing"), parser.get_parsed_content("train#dataset#data"), count,
+            parser.get_parsed_content("train#dataset#copy_cache", default=True))
 """
 
 REFERENCE = """

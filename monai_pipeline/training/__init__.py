@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monai_pipeline.training.augment import RandGridAffined
 from monai_pipeline.training.checkpoint import BEST_NAME, LAST_NAME, RunCheckpoint, check_resume
 from monai_pipeline.training.csv_log import EpochCSVLogger
 from monai_pipeline.training.data import copy_preprocessing, fold_files, load_datalist
@@ -22,6 +23,7 @@ __all__ = [
     "FreezeEncoder",
     "LiTSRegionsd",
     "LoadReport",
+    "RandGridAffined",
     "RunCheckpoint",
     "SliceStackInferer",
     "SlicesToChannelsd",
