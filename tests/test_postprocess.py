@@ -3,6 +3,8 @@ all together, on an anisotropic grid so that distances in mm and voxels differ p
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -185,3 +187,29 @@ def test_default_is_every_step_on():
     assert config.keep_largest_liver and config.tumour_in_liver and config.min_lesion_ml == 0.05
     off = PostprocessConfig.off()
     assert not off.keep_largest_liver and not off.tumour_in_liver and off.min_lesion_ml == 0.0
+
+
+@pytest.mark.parametrize("per_lesion_limit", [64, 0])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tumour_in_liver_equals_a_distance_transform_over_the_whole_box(seed, per_lesion_limit, monkeypatch):
+    """Checking each lesion in its own widened box (few lesions) or all in their common widened box (many) gives the
+    same answer as one distance transform over the whole foreground box, on random scattered lesions around a
+    liver."""
+    from scipy import ndimage
+
+    monkeypatch.setattr(sys.modules["monai_pipeline.inference.postprocess"], "PER_LESION_LIMIT", per_lesion_limit)
+
+    rng = np.random.default_rng(seed)
+    labels = _liver()
+    for _ in range(40):
+        centre = rng.uniform([0, 0, 0], np.array(GEOMETRY.size) * SPACING)
+        labels[_ball(tuple(centre), rng.uniform(1.0, 6.0)) & (labels == 0)] = 2
+        labels[_ball(tuple(centre), rng.uniform(1.0, 4.0))] = 2
+    spacing_zyx = np.asarray(SPACING[::-1])
+    components, count = ndimage.label(labels == 2, structure=np.ones((3, 3, 3)))
+    near = ndimage.distance_transform_edt(labels != 1, sampling=spacing_zyx) <= 10.0
+    expected = labels.copy()
+    expected[(components > 0) & ~np.isin(components, np.unique(components[near & (components > 0)]))] = 0
+    out = postprocess(labels, GEOMETRY, ONLY_IN_LIVER)
+    assert count > 10 and 0 < (out == 2).sum() < (labels == 2).sum()  # some kept, some dropped
+    np.testing.assert_array_equal(out, expected)

@@ -64,28 +64,38 @@ def measure_lesions(
     if count == 0:
         return []
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
-    lesions = []
-    for index, box in enumerate(ndimage.find_objects(components), start=1):
-        inside = components[box] == index
-        zyx = np.argwhere(inside) + [s.start for s in box]
-        centre_index = zyx.mean(axis=0)[::-1]  # (x, y, z)
-        lps = _physical(geometry, centre_index)
-        lesion = Lesion(
-            lesion_id=0,
-            voxels=int(inside.sum()),
-            volume_ml=round(int(inside.sum()) * voxel_ml, 4),
-            longest_axial_diameter_mm=round(_longest_axial_diameter(inside, box, geometry), 2),
-            centroid_lps_x_mm=round(lps[0], 2),
-            centroid_lps_y_mm=round(lps[1], 2),
-            centroid_lps_z_mm=round(lps[2], 2),
-            centroid_ras_x_mm=round(-lps[0], 2),
-            centroid_ras_y_mm=round(-lps[1], 2),
-            centroid_ras_z_mm=round(lps[2], 2),
-            mean_probability=_stat(tumour_probability, box, inside, np.mean, 4),
-            max_probability=_stat(tumour_probability, box, inside, np.max, 4),
-            mean_hu=_stat(hu, box, inside, np.mean, 1),
+    index = np.arange(1, count + 1)
+    voxels = np.bincount(components.ravel(), minlength=count + 1)[1:]
+    centres_zyx = np.asarray(ndimage.center_of_mass(np.ones(components.shape, np.uint8), components, index))
+    diameters = _longest_axial_diameters(components, count, geometry)
+    probability_mean, probability_max, hu_mean = (
+        _stats(values, components, index, reduce)
+        for values, reduce in (
+            (tumour_probability, ndimage.mean),
+            (tumour_probability, ndimage.maximum),
+            (hu, ndimage.mean),
         )
-        lesions.append(lesion)
+    )
+    lesions = []
+    for i in range(count):
+        lps = _physical(geometry, centres_zyx[i][::-1])
+        lesions.append(
+            Lesion(
+                lesion_id=0,
+                voxels=int(voxels[i]),
+                volume_ml=round(int(voxels[i]) * voxel_ml, 4),
+                longest_axial_diameter_mm=round(diameters[i], 2),
+                centroid_lps_x_mm=round(lps[0], 2),
+                centroid_lps_y_mm=round(lps[1], 2),
+                centroid_lps_z_mm=round(lps[2], 2),
+                centroid_ras_x_mm=round(-lps[0], 2),
+                centroid_ras_y_mm=round(-lps[1], 2),
+                centroid_ras_z_mm=round(lps[2], 2),
+                mean_probability=None if probability_mean is None else round(probability_mean[i], 4),
+                max_probability=None if probability_max is None else round(probability_max[i], 4),
+                mean_hu=None if hu_mean is None else round(hu_mean[i], 1),
+            )
+        )
     lesions.sort(key=lambda lesion: -lesion.voxels)
     for number, lesion in enumerate(lesions, start=1):
         lesion.lesion_id = number
@@ -122,36 +132,37 @@ def _physical(geometry: Geometry, index_xyz: np.ndarray) -> np.ndarray:
     return np.asarray(geometry.origin) + direction @ (np.asarray(index_xyz) * np.asarray(geometry.spacing))
 
 
-def _stat(values: np.ndarray | None, box: tuple[slice, ...], inside: np.ndarray, reduce, digits: int) -> float | None:
+def _stats(values: np.ndarray | None, components: np.ndarray, index: np.ndarray, reduce) -> list[float] | None:
+    """``reduce`` (``ndimage.mean``, ``ndimage.maximum``) of ``values`` over each component, in float64."""
     if values is None:
         return None
-    return round(float(reduce(values[box][inside])), digits)
+    return [float(v) for v in np.atleast_1d(reduce(np.asarray(values, dtype=np.float64), components, index))]
 
 
-def _longest_axial_diameter(inside: np.ndarray, box: tuple[slice, ...], geometry: Geometry) -> float:
-    """Edge-to-edge widest extent in an axial plane: the lesion's voxels are reoriented to RAS, each RAS slice's
-    voxel corners are taken in physical in-plane coordinates, and the largest distance between two of them wins."""
-    mask = sitk.GetImageFromArray(inside.astype(np.uint8))
-    part = Geometry(
-        size=tuple(int(n) for n in inside.shape[::-1]),
-        spacing=geometry.spacing,
-        origin=tuple(_physical(geometry, [s.start for s in box[::-1]])),
-        direction=geometry.direction,
-    )
-    ras = sitk.DICOMOrient(part.apply(mask), "RAS")
+def _longest_axial_diameters(components: np.ndarray, count: int, geometry: Geometry) -> list[float]:
+    """Edge-to-edge widest extent of each component in an axial plane: the components are reoriented to RAS (once,
+    for all), each RAS slice's voxel corners are taken in physical in-plane coordinates, and the largest distance
+    between two of them wins."""
+    ras = sitk.DICOMOrient(geometry.apply(sitk.GetImageFromArray(components.astype(np.int32))), "RAS")
     direction = np.asarray(ras.GetDirection()).reshape(3, 3)
     spacing = np.asarray(ras.GetSpacing())
     array = sitk.GetArrayViewFromImage(ras)
     corners = np.array([[dx, dy] for dx in (-0.5, 0.5) for dy in (-0.5, 0.5)])
     in_plane = direction[:2, :2] * spacing[:2]  # physical x, y of the in-plane index axes
-    best = 0.0
-    for z in range(array.shape[0]):
-        yx = np.argwhere(array[z])
-        if len(yx) == 0:
+    diameters = [0.0] * count
+    for label, box in enumerate(ndimage.find_objects(array, max_label=count), start=1):
+        if box is None:
             continue
-        points = (yx[:, None, ::-1] + corners[None]).reshape(-1, 2) @ in_plane.T
-        best = max(best, _diameter(points))
-    return best
+        inside = array[box] == label
+        best = 0.0
+        for z in range(inside.shape[0]):
+            yx = np.argwhere(inside[z])
+            if len(yx) == 0:
+                continue
+            points = (yx[:, None, ::-1] + corners[None]).reshape(-1, 2) @ in_plane.T
+            best = max(best, _diameter(points))
+        diameters[label - 1] = best
+    return diameters
 
 
 def _diameter(points: np.ndarray) -> float:

@@ -55,14 +55,9 @@ def postprocess(labels: np.ndarray, geometry: Geometry, config: PostprocessConfi
             sizes = np.bincount(components[components > 0])  # counting the objects' voxels only: sizes[0] is 0
             part[components != int(np.argmax(sizes))] = 0
     if config.tumour_in_liver and np.any(part == 2):
-        liver = part == 1
-        components, count = ndimage.label(part == 2, structure=CONNECTIVITY)
-        if liver.any():
-            near = ndimage.distance_transform_edt(~liver, sampling=spacing_zyx) <= config.liver_margin_mm
-            touching = np.unique(components[near & (components > 0)])
-        else:
-            touching = np.array([], dtype=int)
-        part[(components > 0) & ~np.isin(components, touching)] = 0
+        components, _ = ndimage.label(part == 2, structure=CONNECTIVITY)
+        away = _lesions_away_from_liver(part == 1, components, spacing_zyx, config.liver_margin_mm)
+        part[np.isin(components, away)] = 0
     if config.min_lesion_ml > 0 and np.any(part == 2):
         components, count = ndimage.label(part == 2, structure=CONNECTIVITY)
         volume_ml = np.bincount(components[components > 0]) * float(np.prod(spacing_zyx)) / 1000.0
@@ -70,6 +65,50 @@ def postprocess(labels: np.ndarray, geometry: Geometry, config: PostprocessConfi
         part[np.isin(components, small[small > 0])] = 1
     out[box] = part
     return out
+
+
+PER_LESION_LIMIT = 64
+"""Up to this many tumour components are checked one by one in their own widened boxes; more (a noisy mask) are
+checked with one distance transform over the widened box of all of them."""
+
+
+def _lesions_away_from_liver(
+    liver: np.ndarray, components: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float
+) -> list[int]:
+    """The labels of the ``components`` with no voxel within ``margin_mm`` of a ``liver`` voxel.
+
+    A liver voxel within the margin of a component lies in the component's box widened by the margin, so the
+    distance transform only needs the lesions' surroundings, not the whole liver's box: each component's own widened
+    box when there are few, the widened box around all of them when there are many.
+    """
+    count = int(components.max())
+    if not liver.any():
+        return list(range(1, count + 1))
+    reach = np.ceil(margin_mm / spacing_zyx).astype(int)
+
+    def widened(box: tuple[slice, ...]) -> tuple[slice, ...]:
+        return tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, components.shape))
+
+    def near_liver(box: tuple[slice, ...]) -> np.ndarray:
+        """Within ``box``: True where a liver voxel of the box is within the margin."""
+        region = liver[box]
+        if not region.any():
+            return np.zeros(region.shape, dtype=bool)
+        return ndimage.distance_transform_edt(~region, sampling=spacing_zyx) <= margin_mm
+
+    if count > PER_LESION_LIMIT:
+        box = widened(mask_box(components))  # type: ignore[arg-type]
+        part = components[box]
+        touching = np.unique(part[near_liver(box) & (part > 0)])
+        return sorted(set(range(1, count + 1)) - set(touching.tolist()))
+    away = []
+    for label, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        wide = widened(box)
+        if not near_liver(wide)[components[wide] == label].any():
+            away.append(label)
+    return away
 
 
 def mask_box(mask: np.ndarray) -> tuple[slice, ...] | None:
