@@ -210,3 +210,13 @@ def test_lesion_csv_is_written_atomically(tmp_path):
         write_lesion_csv([object()], path)  # fails half-way, after the header
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["case_lesions.csv"]
+
+
+def test_single_voxel_lesions_measure_the_voxel_diagonal():
+    labels = np.zeros(SIZE[::-1], dtype=np.uint8)
+    labels[5, 10, 10] = labels[5, 40, 40] = 2  # two specks
+    labels[12, 60:63, 60] = 2  # a 3-voxel line along y: 3 x 0.7 by 0.7 mm
+    lesions = measure_lesions(labels, _geometry((1, 0, 0, 0, 1, 0, 0, 0, 1)))
+    assert [lesion.voxels for lesion in lesions] == [3, 1, 1]
+    assert lesions[1].longest_axial_diameter_mm == lesions[2].longest_axial_diameter_mm == round(0.7 * math.sqrt(2), 2)
+    assert lesions[0].longest_axial_diameter_mm == round(math.hypot(2.1, 0.7), 2)

@@ -31,7 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", type=int, default=10, help="synthetic training phantoms")
     parser.add_argument("--held-out", type=int, default=4, help="synthetic phantoms to segment and evaluate")
     parser.add_argument("--minutes", type=float, default=7.5, help="training budget in minutes")
-    parser.add_argument("--epochs", type=int, default=200, help="most training epochs (the budget usually ends first)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=100,
+        help="training epochs: the cosine schedule decays over them (the budget may end first)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="parallel processes for preparation")
     parser.add_argument("--seed", type=int, default=0, help="seed of the phantoms, folds and training")
 

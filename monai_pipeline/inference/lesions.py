@@ -67,7 +67,7 @@ def measure_lesions(
     index = np.arange(1, count + 1)
     voxels = np.bincount(components.ravel(), minlength=count + 1)[1:]
     centres_zyx = np.asarray(ndimage.center_of_mass(np.ones(components.shape, np.uint8), components, index))
-    diameters = _longest_axial_diameters(components, count, geometry)
+    diameters = _longest_axial_diameters(components, voxels, geometry)
     probability_mean, probability_max, hu_mean = (
         _stats(values, components, index, reduce)
         for values, reduce in (
@@ -139,19 +139,20 @@ def _stats(values: np.ndarray | None, components: np.ndarray, index: np.ndarray,
     return [float(v) for v in np.atleast_1d(reduce(np.asarray(values, dtype=np.float64), components, index))]
 
 
-def _longest_axial_diameters(components: np.ndarray, count: int, geometry: Geometry) -> list[float]:
-    """Edge-to-edge widest extent of each component in an axial plane: the components are reoriented to RAS (once,
-    for all), each RAS slice's voxel corners are taken in physical in-plane coordinates, and the largest distance
-    between two of them wins."""
+def _longest_axial_diameters(components: np.ndarray, voxels: np.ndarray, geometry: Geometry) -> list[float]:
+    """Edge-to-edge widest extent of each component (``voxels``: their sizes) in an axial plane: the components are
+    reoriented to RAS (once, for all), each RAS slice's voxel corners are taken in physical in-plane coordinates, and
+    the largest distance between two of them wins. Single voxels (most of a noisy mask's specks) share one answer."""
+    count = len(voxels)
     ras = sitk.DICOMOrient(geometry.apply(sitk.GetImageFromArray(components.astype(np.int32))), "RAS")
     direction = np.asarray(ras.GetDirection()).reshape(3, 3)
     spacing = np.asarray(ras.GetSpacing())
     array = sitk.GetArrayViewFromImage(ras)
     corners = np.array([[dx, dy] for dx in (-0.5, 0.5) for dy in (-0.5, 0.5)])
     in_plane = direction[:2, :2] * spacing[:2]  # physical x, y of the in-plane index axes
-    diameters = [0.0] * count
+    diameters = [_diameter(corners @ in_plane.T)] * count
     for label, box in enumerate(ndimage.find_objects(array, max_label=count), start=1):
-        if box is None:
+        if box is None or voxels[label - 1] == 1:
             continue
         inside = array[box] == label
         best = 0.0
