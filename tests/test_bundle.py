@@ -364,15 +364,20 @@ def test_verify_net_in_out_3d():
     assert "data shape of network is verified with no error" in result.stdout + result.stderr
 
 
-def test_verify_net_in_out_2d():
-    image = _metadata()["network_data_format"]["inputs"]["image"]
-    if len(image["spatial_shape"]) == 3 and image["num_channels"] == 1:
-        pytest.skip(
-            "metadata.json describes the 3D network's input (1 channel, 96x96x96), which the 2.5D network (5 "
-            "channels, 2D) cannot take; verify_net_in_out has no option to change the metadata's shapes"
-        )
-    args = ["network_def", "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", config_arg(TRAIN, TWO_D)]
-    check_ok(monai_bundle("verify_net_in_out", [*args, "--filters", "[8,16,32]", "--roi_size", "[32,32]"]))
+def test_verify_net_in_out_2d(tmp_path):
+    """metadata.json describes the 3D network's input; the 2.5D network is checked against the same description
+    with its own input (5 neighbouring slices as channels, a 2D patch) and the same 3 output channels."""
+    meta = _metadata()
+    fmt = meta["network_data_format"]
+    fmt["inputs"]["image"].update(num_channels=5, spatial_shape=[32, 32])
+    fmt["inputs"]["image"]["channel_def"] = {str(i): f"slice {i - 2:+d}" for i in range(5)}
+    fmt["outputs"]["pred"]["spatial_shape"] = [32, 32]
+    meta_file = tmp_path / "metadata_2d.json"
+    meta_file.write_text(json.dumps(meta))
+    args = ["network_def", "--meta_file", str(meta_file), "--config_file", config_arg(TRAIN, TWO_D)]
+    result = monai_bundle("verify_net_in_out", [*args, "--filters", "[8,16,32]", "--roi_size", "[32,32]"])
+    check_ok(result)
+    assert "data shape of network is verified with no error" in result.stdout + result.stderr
 
 
 def test_metadata_has_the_model_zoo_keys():
