@@ -68,14 +68,10 @@ def measure_lesions(
     voxels = np.bincount(components.ravel(), minlength=count + 1)[1:]
     centres_zyx = np.asarray(ndimage.center_of_mass(np.ones(components.shape, np.uint8), components, index))
     diameters = _longest_axial_diameters(components, voxels, geometry)
-    probability_mean, probability_max, hu_mean = (
-        _stats(values, components, index, reduce)
-        for values, reduce in (
-            (tumour_probability, ndimage.mean),
-            (tumour_probability, ndimage.maximum),
-            (hu, ndimage.mean),
-        )
-    )
+    owners = components[components > 0] if tumour_probability is not None or hu is not None else None
+    probability_mean = _per_lesion(tumour_probability, components, owners, voxels, "mean")
+    probability_max = _per_lesion(tumour_probability, components, owners, voxels, "max")
+    hu_mean = _per_lesion(hu, components, owners, voxels, "mean")
     lesions = []
     for i in range(count):
         lps = _physical(geometry, centres_zyx[i][::-1])
@@ -132,11 +128,21 @@ def _physical(geometry: Geometry, index_xyz: np.ndarray) -> np.ndarray:
     return np.asarray(geometry.origin) + direction @ (np.asarray(index_xyz) * np.asarray(geometry.spacing))
 
 
-def _stats(values: np.ndarray | None, components: np.ndarray, index: np.ndarray, reduce) -> list[float] | None:
-    """``reduce`` (``ndimage.mean``, ``ndimage.maximum``) of ``values`` over each component, in float64."""
-    if values is None:
+def _per_lesion(
+    values: np.ndarray | None, components: np.ndarray, owners: np.ndarray | None, voxels: np.ndarray, reduce: str
+) -> list[float] | None:
+    """The mean or max of ``values`` over each component, in float64; ``owners`` are the component labels of the
+    voxels ``components > 0`` in order (one pass with ``bincount`` / ``maximum.at``, no sorting)."""
+    if values is None or owners is None:
         return None
-    return [float(v) for v in np.atleast_1d(reduce(np.asarray(values, dtype=np.float64), components, index))]
+    inside = np.asarray(values)[components > 0].astype(np.float64)
+    if reduce == "mean":
+        result = np.bincount(owners, weights=inside, minlength=len(voxels) + 1)[1:] / voxels
+    else:
+        result = np.full(len(voxels) + 1, -np.inf)
+        np.maximum.at(result, owners, inside)
+        result = result[1:]
+    return result.tolist()
 
 
 def _longest_axial_diameters(components: np.ndarray, voxels: np.ndarray, geometry: Geometry) -> list[float]:
@@ -157,13 +163,25 @@ def _longest_axial_diameters(components: np.ndarray, voxels: np.ndarray, geometr
         inside = array[box] == label
         best = 0.0
         for z in range(inside.shape[0]):
-            yx = np.argwhere(inside[z])
+            yx = _row_ends(inside[z])
             if len(yx) == 0:
                 continue
             points = (yx[:, None, ::-1] + corners[None]).reshape(-1, 2) @ in_plane.T
             best = max(best, _diameter(points))
         diameters[label - 1] = best
     return diameters
+
+
+def _row_ends(mask: np.ndarray) -> np.ndarray:
+    """The (y, x) indices of the first and last voxel of every row of a 2D ``mask``: the corners of every other voxel
+    of a row lie between theirs, so these give the same convex hull (and diameter) as all the voxels."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    part = mask[rows]
+    first = part.argmax(axis=1)
+    last = mask.shape[1] - 1 - part[:, ::-1].argmax(axis=1)
+    return np.concatenate([np.stack([rows, first], axis=1), np.stack([rows, last], axis=1)])
 
 
 def _diameter(points: np.ndarray) -> float:
