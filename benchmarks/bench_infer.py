@@ -468,6 +468,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.default_network and args.model is not None:
+        parser.error("--default-network builds its own run; leave out --model")
 
     model_cache = RESULTS / "model"
     model_info = None

@@ -64,14 +64,16 @@ def measure_lesions(
     if count == 0:
         return []
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
-    index = np.arange(1, count + 1)
-    voxels = np.bincount(components.ravel(), minlength=count + 1)[1:]
-    centres_zyx = np.asarray(ndimage.center_of_mass(np.ones(components.shape, np.uint8), components, index))
+    where = np.nonzero(components)  # the lesions' voxels, once: centroids and statistics are sums over them
+    owners = components[where]
+    voxels = np.bincount(owners, minlength=count + 1)[1:]
+    centres_zyx = np.stack(
+        [np.bincount(owners, weights=axis, minlength=count + 1)[1:] / voxels for axis in where], axis=1
+    )
     diameters = _longest_axial_diameters(components, voxels, geometry)
-    owners = components[components > 0] if tumour_probability is not None or hu is not None else None
-    probability_mean = _per_lesion(tumour_probability, components, owners, voxels, "mean")
-    probability_max = _per_lesion(tumour_probability, components, owners, voxels, "max")
-    hu_mean = _per_lesion(hu, components, owners, voxels, "mean")
+    probability_mean = _per_lesion(tumour_probability, where, owners, voxels, "mean")
+    probability_max = _per_lesion(tumour_probability, where, owners, voxels, "max")
+    hu_mean = _per_lesion(hu, where, owners, voxels, "mean")
     lesions = []
     for i in range(count):
         lps = _physical(geometry, centres_zyx[i][::-1])
@@ -129,13 +131,17 @@ def _physical(geometry: Geometry, index_xyz: np.ndarray) -> np.ndarray:
 
 
 def _per_lesion(
-    values: np.ndarray | None, components: np.ndarray, owners: np.ndarray | None, voxels: np.ndarray, reduce: str
+    values: np.ndarray | None,
+    where: tuple[np.ndarray, ...],
+    owners: np.ndarray,
+    voxels: np.ndarray,
+    reduce: str,
 ) -> list[float] | None:
-    """The mean or max of ``values`` over each component, in float64; ``owners`` are the component labels of the
-    voxels ``components > 0`` in order (one pass with ``bincount`` / ``maximum.at``, no sorting)."""
-    if values is None or owners is None:
+    """The mean or max of ``values`` over each lesion, in float64; ``where`` are the lesions' voxels and ``owners``
+    their lesion labels (one pass with ``bincount`` / ``maximum.at``, no sorting)."""
+    if values is None:
         return None
-    inside = np.asarray(values)[components > 0].astype(np.float64)
+    inside = np.asarray(values)[where].astype(np.float64)
     if reduce == "mean":
         result = np.bincount(owners, weights=inside, minlength=len(voxels) + 1)[1:] / voxels
     else:
@@ -150,7 +156,7 @@ def _longest_axial_diameters(components: np.ndarray, voxels: np.ndarray, geometr
     reoriented to RAS (once, for all), each RAS slice's voxel corners are taken in physical in-plane coordinates, and
     the largest distance between two of them wins. Single voxels (most of a noisy mask's specks) share one answer."""
     count = len(voxels)
-    ras = sitk.DICOMOrient(geometry.apply(sitk.GetImageFromArray(components.astype(np.int32))), "RAS")
+    ras = sitk.DICOMOrient(geometry.apply(sitk.GetImageFromArray(components.astype(np.int32, copy=False))), "RAS")
     direction = np.asarray(ras.GetDirection()).reshape(3, 3)
     spacing = np.asarray(ras.GetSpacing())
     array = sitk.GetArrayViewFromImage(ras)

@@ -68,7 +68,8 @@ class RandGridAffined(RandomizableTransform, MapTransform):
     Args:
         keys: the tensors (C, *spatial) to transform, all of one spatial shape.
         prob: probability of transforming a sample.
-        rotate_range: largest rotation in radians, one value for all axes or one per axis (2D: one angle).
+        rotate_range: largest rotation in radians, one value for all axes or one per axis (2D: one angle); angles
+            are drawn from ``[-r, r]`` (symmetric, unlike ``RandAffined``'s optional ``(min, max)`` pairs).
         scale_range: largest relative scale change, one value or one per spatial axis: each axis is scaled by a
             factor drawn from ``[1 - s, 1 + s]``.
         mode: ``"bilinear"`` (trilinear in 3D) or ``"nearest"``, one for all keys or one per key; integer tensors
