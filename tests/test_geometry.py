@@ -185,3 +185,13 @@ def test_reference_image_is_on_the_grid(orientation):
 
     assert Geometry.of(reference) == geometry
     assert reference.GetPixelID() == sitk.sitkFloat32
+
+
+def test_to_physical_and_to_index_match_simpleitk(orientation):
+    geometry = _geometry(orientation.direction)
+    image = geometry.reference_image()
+    indices = np.array([[0, 0, 0], [8, 6, 4], [2.5, -1.25, 3.75]])
+    expected = np.array([image.TransformContinuousIndexToPhysicalPoint(list(map(float, i))) for i in indices])
+    np.testing.assert_allclose(geometry.to_physical(indices), expected, atol=1e-9)
+    np.testing.assert_allclose(geometry.to_physical(indices[1]), expected[1], atol=1e-9)  # one index
+    np.testing.assert_allclose(geometry.to_index(expected), indices, atol=1e-9)

@@ -76,7 +76,7 @@ def measure_lesions(
     hu_mean = _per_lesion(hu, where, owners, voxels, "mean")
     lesions = []
     for i in range(count):
-        lps = _physical(geometry, centres_zyx[i][::-1])
+        lps = geometry.to_physical(centres_zyx[i][::-1])
         lesions.append(
             Lesion(
                 lesion_id=0,
@@ -123,11 +123,6 @@ def write_lesion_csv(lesions: list[Lesion], path: str | os.PathLike[str]) -> Pat
             writer.writeheader()
             writer.writerows(asdict(lesion) for lesion in lesions)
     return Path(path)
-
-
-def _physical(geometry: Geometry, index_xyz: np.ndarray) -> np.ndarray:
-    direction = np.asarray(geometry.direction).reshape(3, 3)
-    return np.asarray(geometry.origin) + direction @ (np.asarray(index_xyz) * np.asarray(geometry.spacing))
 
 
 def _per_lesion(

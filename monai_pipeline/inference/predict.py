@@ -152,9 +152,7 @@ def _foreground_extent(probabilities: np.ndarray, grid: Geometry, original: Geom
     low = np.array([span[0] for span in spans], dtype=float) - 1
     high = np.array([span[-1] for span in spans], dtype=float) + 1
     corners = np.array(list(itertools.product(*zip(low, high))))
-    physical = np.asarray(grid.origin) + (corners * grid.spacing) @ np.asarray(grid.direction).reshape(3, 3).T
-    inverse = np.linalg.inv(np.asarray(original.direction).reshape(3, 3))
-    index = ((physical - np.asarray(original.origin)) @ inverse.T) / np.asarray(original.spacing)
+    index = original.to_index(grid.to_physical(corners))
     start = np.maximum(np.floor(index.min(axis=0)).astype(int) - 1, 0)
     stop = np.minimum(np.ceil(index.max(axis=0)).astype(int) + 2, np.asarray(original.size))
     if np.any(stop <= start):

@@ -5,6 +5,7 @@ All values follow SimpleITK/ITK: index order (x, y, z) and physical coordinates 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +90,16 @@ class Geometry:
     def affine_ras(self) -> np.ndarray:
         """The 4x4 voxel-to-RAS affine as nibabel reports it for a NIfTI file with this geometry."""
         return lps_to_ras_affine(self.spacing, self.origin, self.direction)
+
+    def to_physical(self, index_xyz: np.ndarray | Sequence[float]) -> np.ndarray:
+        """LPS positions (mm) of continuous indices (x, y, z); ``index_xyz`` is one index or an (N, 3) array."""
+        direction = np.asarray(self.direction).reshape(3, 3)
+        return np.asarray(self.origin) + (np.asarray(index_xyz, dtype=float) * self.spacing) @ direction.T
+
+    def to_index(self, points: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Continuous indices (x, y, z) of LPS positions (mm): the inverse of :meth:`to_physical`."""
+        inverse = np.linalg.inv(np.asarray(self.direction).reshape(3, 3))
+        return ((np.asarray(points, dtype=float) - self.origin) @ inverse.T) / np.asarray(self.spacing)
 
     def apply(self, image: sitk.Image) -> sitk.Image:
         """Give ``image`` (same size) this geometry, in place, and return it.

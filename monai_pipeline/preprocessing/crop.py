@@ -73,8 +73,7 @@ def crop(image: sitk.Image, box: Box | Sequence[Sequence[int]]) -> sitk.Image:
 def crop_geometry(geometry: Geometry, box: Box | Sequence[Sequence[int]]) -> Geometry:
     """The geometry of the part of an image inside ``box`` (what :func:`crop` gives, without touching voxels)."""
     start, size = (np.asarray(part, dtype=int) for part in box)
-    direction = np.asarray(geometry.direction).reshape(3, 3)
-    origin = np.asarray(geometry.origin) + direction @ (start * np.asarray(geometry.spacing))
+    origin = geometry.to_physical(start)
     return Geometry(
         size=tuple(int(s) for s in size),
         spacing=geometry.spacing,

@@ -141,7 +141,7 @@ class RandGridAffined(RandomizableTransform, MapTransform):
         if tuple(tensor.shape[1:]) != tuple(grid.shape[1:-1]):
             raise ValueError(f"all keys need one spatial shape, got {tuple(tensor.shape[1:])} and {grid.shape[1:-1]}.")
         integer = not tensor.is_floating_point()
-        source = tensor.float() if integer or tensor.dtype != torch.float32 else tensor
+        source = tensor.float()  # no copy when it already is float32
         sampled = F.grid_sample(
             source[None],
             grid.to(source.device),
