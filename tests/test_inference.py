@@ -43,6 +43,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from monai_pipeline import cli
 from monai_pipeline.inference import Lesion, PostprocessConfig, measure_lesions, scan_summary, segment
+from monai_pipeline.inference.postprocess import postprocess
 from monai_pipeline.inference.predict import predict_probabilities
 from monai_pipeline.inference.run import InferenceCase, run_cases
 from monai_pipeline.io import Geometry, read_image, write_image
@@ -176,6 +177,45 @@ def test_anisotropic_scan_resampled_to_coarser_isotropic_spacing(tmp_path):
     assert expected[~inner].max() == 0
     assert dice((labels >= 1) & inner, expected >= 1) >= 0.95
     assert dice((labels == 2) & inner, expected == 2) >= 0.85
+
+
+def _with_detached_liver(hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``hu`` with a 4 mm ball of liver HU inside the body, far from the liver; and where that ball is."""
+    blob = ellipsoid(grid_points(SIZE, SPACING), (12.0, 8.0, -12.0), (4.0, 4.0, 4.0))
+    hu = hu.copy()
+    hu[blob] = 60
+    return hu, blob
+
+
+def test_detached_liver_is_dropped_on_the_networks_grid_as_on_the_scans(hu, orientation):
+    hu, blob = _with_detached_liver(hu)
+    assert oracle_labels(hu)[blob].min() == 1
+    image = _image(hu, orientation.direction)
+    model = oracle_model(SPACING)
+
+    result = segment(image, model, probabilities=True)
+
+    labels = sitk.GetArrayFromImage(result.mask)
+    assert not labels[blob].any()
+    plain = segment(image, model, postprocessing=OFF).mask
+    expected = postprocess(sitk.GetArrayFromImage(plain), Geometry.of(image), PostprocessConfig())
+    np.testing.assert_array_equal(labels, expected)
+    # the probability maps are the network's, post-processing only shapes the mask
+    assert sitk.GetArrayFromImage(result.probabilities["liver"])[blob].min() > 0.99
+
+
+def test_detached_liver_is_dropped_when_the_network_grid_is_coarser(hu):
+    hu, blob = _with_detached_liver(hu)
+    image = _image(hu, ORIENTATIONS["oblique"].direction)
+    model = oracle_model((2.0, 2.0, 2.0))
+
+    labels = sitk.GetArrayFromImage(segment(image, model).mask)
+    plain = sitk.GetArrayFromImage(segment(image, model, postprocessing=OFF).mask)
+
+    assert plain[blob].mean() > 0.5 and not labels[blob].any()
+    expected = postprocess(plain, Geometry.of(image), PostprocessConfig())
+    assert dice(labels >= 1, expected >= 1) >= 0.99
+    assert dice(labels == 2, expected == 2) >= 0.99
 
 
 def test_tta_gives_the_same_mask(hu):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from monai_pipeline.inference.postprocess import PostprocessConfig, postprocess
+from monai_pipeline.inference.postprocess import PostprocessConfig, largest_foreground, postprocess
 from monai_pipeline.io.geometry import Geometry
 
 SPACING = (0.8, 0.8, 2.0)  # (x, y, z) mm
@@ -213,3 +213,41 @@ def test_tumour_in_liver_equals_a_distance_transform_over_the_whole_box(seed, pe
     out = postprocess(labels, GEOMETRY, ONLY_IN_LIVER)
     assert count > 10 and 0 < (out == 2).sum() < (labels == 2).sum()  # some kept, some dropped
     np.testing.assert_array_equal(out, expected)
+
+
+def _probabilities(labels: np.ndarray) -> np.ndarray:
+    """Soft-ish softmax outputs (C, z, y, x) whose most probable class is ``labels``."""
+    probabilities = np.full((3, *labels.shape), 0.1, dtype=np.float32)
+    for label in range(3):
+        probabilities[label][labels == label] = 0.8
+    return probabilities
+
+
+def test_largest_foreground_is_the_largest_region_where_liver_or_tumour_wins():
+    labels = _liver()
+    labels[_ball((45.0, 44.0, 55.0), 8.0)] = 2
+    other = _ball((88.0, 78.0, 20.0), 6.0)
+    labels[other] = 1
+    labels[_ball((88.0, 78.0, 20.0), 3.0)] = 2  # a tumour in the detached blob counts with it
+    region = largest_foreground(_probabilities(labels))
+    np.testing.assert_array_equal(region, _ball(LIVER_CENTRE, LIVER_RADIUS))
+    # the same region as postprocess keeps, where both work on one grid
+    np.testing.assert_array_equal(postprocess(labels, GEOMETRY, ONLY_KEEP_LARGEST) >= 1, region)
+
+
+def test_largest_foreground_counts_tumour_and_liver_together():
+    labels = np.zeros(GEOMETRY.shape, dtype=np.uint8)
+    labels[_ball((30.0, 30.0, 30.0), 12.0)] = 2  # mostly tumour, larger
+    labels[_ball((30.0, 30.0, 30.0), 5.0)] = 1
+    labels[_ball((85.0, 75.0, 90.0), 9.0)] = 1  # liver only, smaller
+    region = largest_foreground(_probabilities(labels))
+    np.testing.assert_array_equal(region, _ball((30.0, 30.0, 30.0), 12.0))
+
+
+def test_largest_foreground_has_nothing_to_drop_in_one_region_or_none():
+    assert largest_foreground(_probabilities(_liver())) is None
+    assert largest_foreground(_probabilities(np.zeros(GEOMETRY.shape, dtype=np.uint8))) is None
+    # a voxel where background wins is not foreground, however high its liver probability
+    probabilities = _probabilities(_liver())
+    probabilities[:, 0, 0, 0] = (0.5, 0.45, 0.05)
+    assert largest_foreground(probabilities) is None

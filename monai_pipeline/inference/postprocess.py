@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from monai_pipeline.io.geometry import Geometry
 
-__all__ = ["PostprocessConfig", "postprocess", "mask_box", "CONNECTIVITY"]
+__all__ = ["PostprocessConfig", "postprocess", "largest_foreground", "mask_box", "CONNECTIVITY"]
 
 CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 """Voxels touching by a face, an edge or a corner belong to one object (26-connectivity)."""
@@ -65,6 +65,31 @@ def postprocess(labels: np.ndarray, geometry: Geometry, config: PostprocessConfi
         part[np.isin(components, small[small > 0])] = 1
     out[box] = part
     return out
+
+
+def largest_foreground(probabilities: np.ndarray) -> np.ndarray | None:
+    """The largest connected region where liver or tumour is the most probable class, on the network's own grid.
+
+    ``probabilities`` are softmax outputs (C, z, y, x) with background, liver and tumour (background taken as
+    1 - liver - tumour). Returns a boolean (z, y, x) mask of that region, or ``None`` when there is at most one
+    region (nothing to drop). Choosing the liver where the network made its decision, before anything is resampled
+    onto the scan's finer grid, costs a fraction of doing it there and lets the way back skip the dropped regions;
+    :func:`postprocess` then still keeps the largest liver on the scan's grid.
+    """
+    liver, tumour = probabilities[1], probabilities[2]
+    background = 1.0 - liver - tumour
+    foreground = (liver > background) | (tumour > background)
+    box = mask_box(foreground)
+    if box is None:
+        return None
+    components, count = ndimage.label(foreground[box], structure=CONNECTIVITY)
+    if count <= 1:
+        return None
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    region = np.zeros(foreground.shape, dtype=bool)
+    region[box] = components == int(np.argmax(sizes))
+    return region
 
 
 PER_LESION_LIMIT = 64

@@ -109,23 +109,37 @@ def probability_image(probabilities: np.ndarray, channel: int, grid: Geometry) -
     return grid.apply(sitk.GetImageFromArray(probabilities[channel]))
 
 
-def probabilities_to_labels(probabilities: np.ndarray, grid: Geometry, original: Geometry) -> np.ndarray:
+def probabilities_to_labels(
+    probabilities: np.ndarray, grid: Geometry, original: Geometry, region: np.ndarray | None = None
+) -> np.ndarray:
     """Labels (z, y, x) uint8 on the scan's grid: the liver and tumour probabilities are interpolated linearly
     onto it (through physical space, so any orientation, crop or spacing is undone) and the most probable class is
     taken, background being 1 - liver - tumour. Done in slabs of the scan's grid to bound memory, and only inside
-    the box of the scan's grid that can hold liver or tumour (see :func:`_foreground_extent`)."""
+    the box of the scan's grid that can hold liver or tumour (see :func:`_foreground_extent`).
+
+    Args:
+        probabilities: (C, z, y, x) softmax probabilities on ``grid``.
+        grid: the preprocessed grid.
+        original: the scan's grid.
+        region: optional (z, y, x) boolean mask on ``grid``: outside it liver and tumour count as 0 (background),
+            e.g. :func:`~monai_pipeline.inference.postprocess.largest_foreground` of the probabilities.
+    """
     labels = np.zeros(original.shape, dtype=np.uint8)
-    extent = _foreground_extent(probabilities, grid, original)
+    liver, tumour = probabilities[1], probabilities[2]
+    if region is not None:
+        liver, tumour = np.where(region, liver, np.float32(0)), np.where(region, tumour, np.float32(0))
+    extent = _foreground_extent(liver, tumour, grid, original)
     if extent is None:
         return labels
     (x0, y0, z0), (width, height, depth) = extent
-    liver = probability_image(probabilities, 1, grid)
-    tumour = probability_image(probabilities, 2, grid)
+    liver_image, tumour_image = grid.apply(sitk.GetImageFromArray(liver)), grid.apply(sitk.GetImageFromArray(tumour))
+    del liver, tumour
     slab = max(1, SLAB_VOXELS // (width * height))
     for start in range(z0, z0 + depth, slab):
         size = min(slab, z0 + depth - start)
         part = crop_geometry(original, ((x0, y0, start), (width, height, size)))
-        liver_part, tumour_part = resample_onto(liver, part, "linear"), resample_onto(tumour, part, "linear")
+        liver_part = resample_onto(liver_image, part, "linear")
+        tumour_part = resample_onto(tumour_image, part, "linear")
         p_liver, p_tumour = sitk.GetArrayViewFromImage(liver_part), sitk.GetArrayViewFromImage(tumour_part)
         background = 1.0 - p_liver - p_tumour
         # argmax over (background, liver, tumour), the first on a tie, without stacking three more slab-size arrays
@@ -135,7 +149,7 @@ def probabilities_to_labels(probabilities: np.ndarray, grid: Geometry, original:
     return labels
 
 
-def _foreground_extent(probabilities: np.ndarray, grid: Geometry, original: Geometry):
+def _foreground_extent(liver: np.ndarray, tumour: np.ndarray, grid: Geometry, original: Geometry):
     """The index box (start, size) of the scan's grid outside of which every voxel is background, or ``None``.
 
     A linearly interpolated point is a weighted mean of the grid voxels around it (within one voxel; beyond the
@@ -143,7 +157,6 @@ def _foreground_extent(probabilities: np.ndarray, grid: Geometry, original: Geom
     also at the point. Only points within one voxel of a grid voxel where liver or tumour wins can be foreground:
     the box of those voxels, widened by one voxel, is mapped into the scan's grid (with a voxel to spare).
     """
-    liver, tumour = probabilities[1], probabilities[2]
     background = 1.0 - liver - tumour
     foreground = (liver > background) | (tumour > background)
     spans = [np.flatnonzero(foreground.any(axis=axes)) for axes in ((0, 1), (0, 2), (1, 2))]  # x, y, z

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from monai_pipeline.inference.lesions import Lesion, measure_lesions, scan_summary
 from monai_pipeline.inference.model import LoadedModel
-from monai_pipeline.inference.postprocess import PostprocessConfig, mask_box, postprocess
+from monai_pipeline.inference.postprocess import PostprocessConfig, largest_foreground, mask_box, postprocess
 from monai_pipeline.inference.predict import predict_probabilities, probabilities_to_labels, probability_image
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.preprocessing.crop import crop_geometry
@@ -62,8 +62,11 @@ def segment(
     original = Geometry.of(image)
     probs, prepared = predict_probabilities(image, model, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size)
     grid = Geometry.of(prepared.image)
-    labels = probabilities_to_labels(probs, grid, original)
-    labels = postprocess(labels, original, postprocessing or PostprocessConfig())
+    postprocessing = postprocessing or PostprocessConfig()
+    # the largest liver is chosen on the network's grid first: the way back then skips the regions it drops
+    region = largest_foreground(probs) if postprocessing.keep_largest_liver else None
+    labels = probabilities_to_labels(probs, grid, original, region)
+    labels = postprocess(labels, original, postprocessing)
     maps = {}
     if probabilities:
         for channel, name in ((1, "liver"), (2, "tumour")):
