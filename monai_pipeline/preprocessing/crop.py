@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from monai_pipeline.io.geometry import Geometry
 
@@ -15,27 +16,33 @@ Box = tuple[tuple[int, int, int], tuple[int, int, int]]
 """A crop box as (start index, size) along (x, y, z)."""
 
 
+_BALL = ndimage.generate_binary_structure(3, 2)
+"""The radius-1 ball of voxels: the 3x3x3 cube without its 8 corners."""
+
+
 def body_box(image: sitk.Image, threshold: float = -500.0, margin_mm: float = 10.0, coarse_mm: float = 4.0) -> Box:
     """The index box (start, size) of the body in ``image``, widened by ``margin_mm`` and clipped to the image.
 
-    The body is the largest connected component above ``threshold`` HU on a copy binned to about ``coarse_mm``
-    voxels, which is fast and ignores thin objects such as the table's edge and clothing. When nothing is above
-    the threshold the whole image is kept.
+    The body is the largest face-connected component above ``threshold`` HU, after a morphological opening with a
+    radius-1 ball, on a copy binned to about ``coarse_mm`` voxels: fast, and blind to thin objects such as the
+    table's edge and clothing. When nothing is above the threshold the whole image is kept.
     """
     spacing = np.asarray(image.GetSpacing())
     shrink = [max(1, int(f)) for f in np.floor(coarse_mm / spacing)]
     coarse = sitk.BinShrink(image, shrink) if max(shrink) > 1 else image
-    mask = sitk.Cast(coarse > float(threshold), sitk.sitkUInt8)
-    mask = sitk.BinaryMorphologicalOpening(mask, [1, 1, 1])
-    components = sitk.RelabelComponent(sitk.ConnectedComponent(mask), sortByObjectSize=True)
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(components)
+    above = sitk.GetArrayViewFromImage(coarse) > float(threshold)
+    # the opening; voxels beyond the border count as body for the erosion, so the body is not eaten at the edges
+    opened = ndimage.binary_dilation(ndimage.binary_erosion(above, _BALL, border_value=1), _BALL)
+    components, count = ndimage.label(opened)
     full = ((0, 0, 0), tuple(int(s) for s in image.GetSize()))
-    if 1 not in stats.GetLabels():
+    if count == 0:
         return full
-    box = stats.GetBoundingBox(1)
-    start = np.asarray(box[:3]) * shrink
-    stop = (np.asarray(box[:3]) + np.asarray(box[3:])) * shrink
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    body = components == int(np.argmax(sizes))
+    spans = [np.flatnonzero(body.any(axis=axes)) for axes in ((0, 1), (0, 2), (1, 2))]  # x, y, z
+    start = np.array([span[0] for span in spans]) * shrink
+    stop = (np.array([span[-1] for span in spans]) + 1) * shrink
     margin = np.ceil(margin_mm / spacing).astype(int) + np.asarray(shrink)
     start = np.maximum(0, start - margin)
     stop = np.minimum(np.asarray(image.GetSize()), stop + margin)
