@@ -415,6 +415,31 @@ def test_failed_write_leaves_no_partial_mask(run_dir, scans, tmp_path, capsys, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
 
 
+POSTPROCESS_FLAGS = {
+    (): PostprocessConfig(),
+    ("--no-postprocess",): OFF,
+    ("--no-largest-liver",): PostprocessConfig(keep_largest_liver=False),
+    ("--no-tumour-in-liver", "--min-lesion-ml", "0"): PostprocessConfig(tumour_in_liver=False, min_lesion_ml=0.0),
+    ("--liver-margin-mm", "4.5", "--min-lesion-ml", "0.2"): PostprocessConfig(liver_margin_mm=4.5, min_lesion_ml=0.2),
+}
+
+
+@pytest.mark.parametrize("flags", list(POSTPROCESS_FLAGS), ids=lambda flags: " ".join(flags) or "default")
+def test_cli_switches_each_postprocessing_step(flags, run_dir, scans, tmp_path, capsys, monkeypatch):
+    import monai_pipeline.inference as inference
+
+    seen = {}
+    real_infer = inference.infer
+
+    def spy(*args, **kwargs):
+        seen["postprocessing"] = kwargs["postprocessing"]
+        return real_infer(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "infer", spy)
+    code, _, _ = _infer(capsys, "--model", run_dir, "--input", scans["nifti"], "--output", tmp_path, *flags)
+    assert code == 0 and seen["postprocessing"] == POSTPROCESS_FLAGS[flags]
+
+
 def _without_file(run: Path, name: str, tmp_path: Path) -> Path:
     copy = tmp_path / "run"
     copy.mkdir()
@@ -433,6 +458,7 @@ ERRORS = {
     ),
     "output is a file": (lambda run, tmp: ["--output", _touch(tmp / "taken.txt")], "is not a folder"),
     "overlap 1.5": (lambda run, tmp: ["--overlap", "1.5"], "--overlap must be >= 0 and < 1"),
+    "negative margin": (lambda run, tmp: ["--liver-margin-mm", "-1"], "--liver-margin-mm must be >= 0"),
     "device cuda": (lambda run, tmp: ["--device", "cuda"], "no CUDA GPU"),
 }
 

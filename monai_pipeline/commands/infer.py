@@ -23,8 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="average over mirrored inputs (slower, a little better)")
     parser.add_argument("--save-probabilities", action="store_true", help="write liver and tumour probability maps")
     parser.add_argument("--preview", action="store_true", help="write a PNG preview per scan")
-    parser.add_argument("--no-postprocess", action="store_true", help="keep the raw network mask")
-    parser.add_argument("--min-lesion-ml", type=float, default=0.05, help="smaller tumours become liver")
+    parser.add_argument("--no-postprocess", action="store_true", help="keep the raw network mask (no step below)")
+    parser.add_argument("--no-largest-liver", action="store_true", help="keep every liver region, not the largest")
+    parser.add_argument("--no-tumour-in-liver", action="store_true", help="keep tumours away from the liver too")
+    parser.add_argument("--liver-margin-mm", type=float, default=10.0, help="how far tumours may reach out of liver")
+    parser.add_argument("--min-lesion-ml", type=float, default=0.05, help="smaller tumours become liver (0: keep all)")
     parser.add_argument("--overlap", type=float, help="sliding-window overlap, 0 to <1 (default: the run's)")
     parser.add_argument("--sw-batch-size", type=int, help="windows per network call (default: the run's)")
     parser.add_argument("--series-uid", help="for DICOM folders with several series, the one to read")
@@ -38,9 +41,17 @@ def run(args: argparse.Namespace) -> int:
         raise PipelineError(f"--overlap must be >= 0 and < 1, got {args.overlap}")
     if args.sw_batch_size is not None and args.sw_batch_size < 1:
         raise PipelineError(f"--sw-batch-size must be at least 1, got {args.sw_batch_size}")
-    postprocessing = (
-        PostprocessConfig.off() if args.no_postprocess else PostprocessConfig(min_lesion_ml=args.min_lesion_ml)
-    )
+    for option, value in (("--min-lesion-ml", args.min_lesion_ml), ("--liver-margin-mm", args.liver_margin_mm)):
+        if not value >= 0:
+            raise PipelineError(f"{option} must be >= 0, got {value}")
+    postprocessing = PostprocessConfig.off()
+    if not args.no_postprocess:
+        postprocessing = PostprocessConfig(
+            keep_largest_liver=not args.no_largest_liver,
+            tumour_in_liver=not args.no_tumour_in_liver,
+            liver_margin_mm=args.liver_margin_mm,
+            min_lesion_ml=args.min_lesion_ml,
+        )
     summary = infer(
         args.model,
         args.input,
