@@ -54,15 +54,26 @@ def postprocess(labels: np.ndarray, geometry: Geometry, config: PostprocessConfi
         if count > 1:
             sizes = np.bincount(components[components > 0])  # counting the objects' voxels only: sizes[0] is 0
             part[components != int(np.argmax(sizes))] = 0
-    if config.tumour_in_liver and np.any(part == 2):
-        components, _ = ndimage.label(part == 2, structure=CONNECTIVITY)
-        away = _lesions_away_from_liver(part == 1, components, spacing_zyx, config.liver_margin_mm)
-        part[np.isin(components, away)] = 0
-    if config.min_lesion_ml > 0 and np.any(part == 2):
-        components, count = ndimage.label(part == 2, structure=CONNECTIVITY)
-        volume_ml = np.bincount(components[components > 0]) * float(np.prod(spacing_zyx)) / 1000.0
-        small = np.flatnonzero(volume_ml < config.min_lesion_ml)
-        part[np.isin(components, small[small > 0])] = 1
+    tumour_box = mask_box(part == 2) if config.tumour_in_liver or config.min_lesion_ml > 0 else None
+    if tumour_box is not None:
+        # the tumours are labelled once, in their box widened by the margin (the liver that matters lies within
+        # it); dropping some components leaves the others as they were, so the size step reuses the labels
+        reach = np.ceil(config.liver_margin_mm / spacing_zyx).astype(int) if config.tumour_in_liver else (0, 0, 0)
+        around = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(tumour_box, reach, part.shape))
+        region = part[around]
+        components, _ = ndimage.label(region == 2, structure=CONNECTIVITY)
+        if config.tumour_in_liver:
+            away = _lesions_away_from_liver(region == 1, components, spacing_zyx, config.liver_margin_mm)
+            if away:
+                dropped = np.isin(components, away)
+                region[dropped] = 0
+                components[dropped] = 0
+        if config.min_lesion_ml > 0:
+            volume_ml = np.bincount(components.ravel()) * float(np.prod(spacing_zyx)) / 1000.0
+            small = np.flatnonzero(volume_ml < config.min_lesion_ml)
+            small = small[small > 0]
+            if len(small):
+                region[np.isin(components, small)] = 1
     out[box] = part
     return out
 
