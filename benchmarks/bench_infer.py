@@ -10,7 +10,10 @@ the bundle's CPU configuration (see ``MODEL_SETTINGS``), cached under ``benchmar
 
 1. Ours: ``infer(run, scan, out, device="cpu")``, from reading the scan to the mask (and lesion table) written, with
    the default post-processing, and again with ``PostprocessConfig.off()`` for a like-for-like Dice.
-2. Reference, written here from the spleen bundle's ``inference.json`` with MONAI components only: LoadImaged,
+2. Ours with the reference's windows: the same code through ``load_model`` and ``run_cases``, with no body crop and
+   ``SlidingWindowInferer(overlap=0.5, mode="constant")``, no post-processing: the pipelines' machinery compared
+   with the same choices. ``--ablation`` also switches ours' choices to the reference's one at a time (Dice only).
+3. Reference, written here from the spleen bundle's ``inference.json`` with MONAI components only: LoadImaged,
    EnsureChannelFirstd, Orientationd(RAS), Spacingd(run's spacing, bilinear), ScaleIntensityRanged(run's window to
    0..1, clip), EnsureTyped; SlidingWindowInferer(run's roi_size and sw_batch_size, overlap 0.5, mode "constant");
    Activationsd(softmax), Invertd(pred, nearest_interp=False), AsDiscreted(argmax), SaveImaged(.nii.gz, float32).
