@@ -13,8 +13,9 @@ import torch
 from monai.inferers import SlidingWindowInferer
 
 from monai_pipeline.inference.model import LoadedModel
+from monai_pipeline.inference.postprocess import most_probable_foreground
 from monai_pipeline.io.geometry import Geometry
-from monai_pipeline.preprocessing.crop import crop_geometry
+from monai_pipeline.preprocessing.crop import array_box, crop_geometry
 from monai_pipeline.preprocessing.pipeline import PreprocessedCase, preprocess
 from monai_pipeline.preprocessing.resample import resample_onto
 from monai_pipeline.training.inferers import SliceStackInferer
@@ -157,13 +158,11 @@ def _foreground_extent(liver: np.ndarray, tumour: np.ndarray, grid: Geometry, or
     also at the point. Only points within one voxel of a grid voxel where liver or tumour wins can be foreground:
     the box of those voxels, widened by one voxel, is mapped into the scan's grid (with a voxel to spare).
     """
-    background = 1.0 - liver - tumour
-    foreground = (liver > background) | (tumour > background)
-    spans = [np.flatnonzero(foreground.any(axis=axes)) for axes in ((0, 1), (0, 2), (1, 2))]  # x, y, z
-    if any(len(span) == 0 for span in spans):
+    box = array_box(most_probable_foreground(liver, tumour))
+    if box is None:
         return None
-    low = np.array([span[0] for span in spans], dtype=float) - 1
-    high = np.array([span[-1] for span in spans], dtype=float) + 1
+    low = np.asarray(box[0], dtype=float) - 1
+    high = np.asarray(box[0], dtype=float) + np.asarray(box[1])  # one past the last voxel: its one-voxel margin
     corners = np.array(list(itertools.product(*zip(low, high))))
     index = original.to_index(grid.to_physical(corners))
     start = np.maximum(np.floor(index.min(axis=0)).astype(int) - 1, 0)

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from monai_pipeline.io.geometry import Geometry
 
-__all__ = ["body_box", "foreground_box", "union_box", "crop", "crop_geometry"]
+__all__ = ["body_box", "foreground_box", "array_box", "union_box", "crop", "crop_geometry"]
 
 Box = tuple[tuple[int, int, int], tuple[int, int, int]]
 """A crop box as (start index, size) along (x, y, z)."""
@@ -39,10 +39,9 @@ def body_box(image: sitk.Image, threshold: float = -500.0, margin_mm: float = 10
         return full
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
-    body = components == int(np.argmax(sizes))
-    spans = [np.flatnonzero(body.any(axis=axes)) for axes in ((0, 1), (0, 2), (1, 2))]  # x, y, z
-    start = np.array([span[0] for span in spans]) * shrink
-    stop = (np.array([span[-1] for span in spans]) + 1) * shrink
+    body_start, body_size = array_box(components == int(np.argmax(sizes)))
+    start = np.asarray(body_start) * shrink
+    stop = (np.asarray(body_start) + np.asarray(body_size)) * shrink
     margin = np.ceil(margin_mm / spacing).astype(int) + np.asarray(shrink)
     start = np.maximum(0, start - margin)
     stop = np.minimum(np.asarray(image.GetSize()), stop + margin)
@@ -51,13 +50,22 @@ def body_box(image: sitk.Image, threshold: float = -500.0, margin_mm: float = 10
 
 def foreground_box(label: sitk.Image) -> Box | None:
     """The index box of the non-zero voxels of a label map, or ``None`` when it is empty."""
-    values = sitk.GetArrayViewFromImage(label)
-    nonzero = [np.flatnonzero(values.any(axis=axes)) for axes in ((0, 1), (0, 2), (1, 2))]
-    if any(len(n) == 0 for n in nonzero):
+    return array_box(sitk.GetArrayViewFromImage(label))
+
+
+def array_box(values: np.ndarray) -> Box | None:
+    """The index box (start, size along x, y, z) of the non-zero voxels of a (z, y, x) array, or ``None``.
+
+    Found from the array's projections, the in-plane ones over the slices that hold something only, with no
+    full-size temporary: several times quicker than ``ndimage.find_objects`` on a whole scan.
+    """
+    z = np.flatnonzero(values.any(axis=(1, 2)))
+    if len(z) == 0:
         return None
-    start = tuple(int(n[0]) for n in nonzero)
-    stop = tuple(int(n[-1]) + 1 for n in nonzero)
-    return start, tuple(b - a for a, b in zip(start, stop))
+    slab = values[z[0] : z[-1] + 1]
+    y, x = np.flatnonzero(slab.any(axis=(0, 2))), np.flatnonzero(slab.any(axis=(0, 1)))
+    start = (int(x[0]), int(y[0]), int(z[0]))
+    return start, (int(x[-1]) + 1 - start[0], int(y[-1]) + 1 - start[1], int(z[-1]) + 1 - start[2])
 
 
 def union_box(first: Box, second: Box | None) -> Box:
