@@ -45,7 +45,7 @@ from monai_pipeline import cli
 from monai_pipeline.inference import Lesion, PostprocessConfig, measure_lesions, scan_summary, segment
 from monai_pipeline.inference.postprocess import postprocess
 from monai_pipeline.inference.predict import predict_probabilities
-from monai_pipeline.inference.run import InferenceCase, run_cases
+from monai_pipeline.inference.run import InferenceCase, find_scans, run_cases
 from monai_pipeline.io import Geometry, read_image, write_image
 from monai_pipeline.preprocessing.config import PreprocessingConfig
 from monai_pipeline.preprocessing.pipeline import preprocess
@@ -557,6 +557,30 @@ def test_same_command_twice_with_the_output_inside_the_input_folder(run_dir, sca
     second, out, err = _infer(capsys, "--model", run_dir, "--input", tmp_path, "--output", tmp_path / "pred")
     refused_at_once = first == 1 and not (tmp_path / "pred").exists()
     assert refused_at_once or (first, second) == (0, 0), out + err
+
+
+def test_folder_run_skips_an_earlier_runs_output_folder(run_dir, scans, tmp_path, capsys, caplog):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x.nii.gz").write_bytes(scans["nifti"].read_bytes())
+    code, _, err = _infer(capsys, "--model", run_dir, "--input", folder, "--output", folder / "old")
+    assert code == 0, err
+    assert sorted(p.name for p in (folder / "old").iterdir() if p.suffix in (".gz", ".json", ".csv"))
+    assert [case.name for case in find_scans(folder)] == ["x"]
+    assert "old" in caplog.text and "not a DICOM series" in caplog.text
+    code, out, err = _infer(capsys, "--model", run_dir, "--input", folder, "--output", tmp_path / "new")
+    assert code == 0, out + err
+    assert [p.name for p in (tmp_path / "new").glob("*_seg.nii.gz")] == ["x_seg.nii.gz"]
+
+
+def test_folder_with_a_dicom_series_beside_outputs_is_still_a_series(scans, tmp_path):
+    folder = tmp_path / "in"
+    series = folder / "series"
+    series.mkdir(parents=True)
+    for path in scans["dicom"].iterdir():
+        (series / path.name).write_bytes(path.read_bytes())
+    (series / "notes.json").write_text("{}")
+    assert [(case.name, case.path) for case in find_scans(folder)] == [("series", series)]
 
 
 # ------------------------------------------------------------------------------------------------- the bundle

@@ -63,7 +63,8 @@ class InferSummary:
 
 def find_scans(path: str | os.PathLike[str], exclude: str | os.PathLike[str] | None = None) -> list[InferenceCase]:
     """The scans at ``path``: one image file, one DICOM series folder, or a folder of image files and DICOM series
-    sub-folders (leaving out ``exclude``, e.g. an output folder inside the input folder).
+    sub-folders (leaving out ``exclude``, e.g. an output folder inside the input folder). A sub-folder holding only
+    image files and outputs (an earlier run's results) is skipped with a warning: it is not a DICOM series.
 
     Raises:
         InputError: nothing to segment there, or two scans that would get the same output name.
@@ -77,6 +78,9 @@ def find_scans(path: str | os.PathLike[str], exclude: str | os.PathLike[str] | N
     entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.resolve() != skip)
     images = [p for p in entries if p.is_file() and is_image_file(p)]
     folders = [p for p in entries if p.is_dir() and any(q.is_file() for q in p.iterdir())]
+    for folder in [p for p in folders if not _may_hold_dicom(p)]:
+        logger.warning("skipped %s: it holds image files or outputs, not a DICOM series", folder)
+        folders.remove(folder)
     if not images and not folders:
         if any(p.is_file() for p in entries):
             return [InferenceCase(path.name, path)]  # a DICOM series folder
@@ -88,6 +92,22 @@ def find_scans(path: str | os.PathLike[str], exclude: str | os.PathLike[str] | N
             raise InputError(case.path, f"has the same name as {named[case.name].name}; their outputs would collide")
         named[case.name] = case.path
     return cases
+
+
+OUTPUT_SUFFIXES: tuple[str, ...] = (".csv", ".json", ".png")
+"""Suffixes of the files ``infer`` writes beside its masks: never part of a DICOM series."""
+
+
+def _may_hold_dicom(folder: Path) -> bool:
+    """True when ``folder`` holds a file that could be DICOM: a file that is neither an image file this pipeline
+    reads nor one of its outputs. A folder of NIfTI masks from an earlier run is not a series."""
+    return any(
+        q.is_file()
+        and not q.name.startswith(".")
+        and not is_image_file(q)
+        and not q.name.lower().endswith(OUTPUT_SUFFIXES)
+        for q in folder.iterdir()
+    )
 
 
 def infer(
