@@ -579,7 +579,7 @@ def test_folder_with_a_dicom_series_beside_outputs_is_still_a_series(scans, tmp_
     series.mkdir(parents=True)
     for path in scans["dicom"].iterdir():
         (series / path.name).write_bytes(path.read_bytes())
-    (series / "notes.json").write_text("{}")
+    (series / "summary.json").write_text("{}")
     assert [(case.name, case.path) for case in find_scans(folder)] == [("series", series)]
 
 

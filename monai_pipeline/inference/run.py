@@ -77,10 +77,13 @@ def find_scans(path: str | os.PathLike[str], exclude: str | os.PathLike[str] | N
     skip = Path(exclude).resolve() if exclude is not None else None
     entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.resolve() != skip)
     images = [p for p in entries if p.is_file() and is_image_file(p)]
-    folders = [p for p in entries if p.is_dir() and any(q.is_file() for q in p.iterdir())]
-    for folder in [p for p in folders if not _may_hold_dicom(p)]:
-        logger.warning("skipped %s: it holds image files or outputs, not a DICOM series", folder)
-        folders.remove(folder)
+    folders = []
+    for folder in (p for p in entries if p.is_dir()):
+        files = [q for q in folder.iterdir() if q.is_file() and not q.name.startswith(".")]
+        if any(not is_image_file(q) and not _is_output(q) for q in files):
+            folders.append(folder)
+        elif files:
+            logger.warning("skipped %s: it holds image files or outputs, not a DICOM series", folder)
     if not images and not folders:
         if any(p.is_file() for p in entries):
             return [InferenceCase(path.name, path)]  # a DICOM series folder
@@ -94,20 +97,9 @@ def find_scans(path: str | os.PathLike[str], exclude: str | os.PathLike[str] | N
     return cases
 
 
-OUTPUT_SUFFIXES: tuple[str, ...] = (".csv", ".json", ".png")
-"""Suffixes of the files ``infer`` writes beside its masks: never part of a DICOM series."""
-
-
-def _may_hold_dicom(folder: Path) -> bool:
-    """True when ``folder`` holds a file that could be DICOM: a file that is neither an image file this pipeline
-    reads nor one of its outputs. A folder of NIfTI masks from an earlier run is not a series."""
-    return any(
-        q.is_file()
-        and not q.name.startswith(".")
-        and not is_image_file(q)
-        and not q.name.lower().endswith(OUTPUT_SUFFIXES)
-        for q in folder.iterdir()
-    )
+def _is_output(path: Path) -> bool:
+    """True for a file ``infer`` writes (a case's outputs or the run's ``summary.json``)."""
+    return path.name == "summary.json" or path.name.endswith(_OUTPUT_ENDINGS)
 
 
 def infer(
