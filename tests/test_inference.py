@@ -42,6 +42,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from monai_pipeline import cli
+from monai_pipeline.errors import InputError
 from monai_pipeline.inference import Lesion, PostprocessConfig, measure_lesions, scan_summary, segment
 from monai_pipeline.inference.postprocess import postprocess
 from monai_pipeline.inference.predict import predict_probabilities
@@ -656,6 +657,30 @@ def test_bundle_inference_workflow_properties(run_dir, bundle_inputs, tmp_path):
         )
         workflow.initialize()
         assert workflow.check_properties() == []
+
+
+def test_bundle_run_into_its_own_dataset_folder_does_not_overwrite_an_input(run_dir, scans, tmp_path):
+    # The bundle route has the CLI's checks: `x_seg.nii.gz` is a scan there, and x's mask would replace it.
+    from monai.bundle import ConfigWorkflow
+
+    original = scans["nifti"].read_bytes()
+    (tmp_path / "x.nii.gz").write_bytes(original)
+    (tmp_path / "x_seg.nii.gz").write_bytes(original)
+    with _root_logging_restored():
+        workflow = ConfigWorkflow(
+            config_file=str(INFERENCE_JSON),
+            workflow_type="infer",
+            model_dir=str(run_dir),
+            dataset_dir=str(tmp_path),
+            output_dir=str(tmp_path),
+        )
+        workflow.initialize()
+        with pytest.raises(RuntimeError) as raised:  # MONAI wraps what an expression raises
+            workflow.run()
+    assert isinstance(raised.value.__cause__, InputError)
+    assert "x_seg.nii.gz: an output would overwrite an input" in str(raised.value.__cause__)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nii.gz", "x_seg.nii.gz"]
+    assert (tmp_path / "x_seg.nii.gz").read_bytes() == original
 
 
 # ---------------------------------------------------------------------------------------------- real scans

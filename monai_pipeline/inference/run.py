@@ -127,10 +127,8 @@ def infer(
         InputError: the model, the input or the output folder is unusable.
     """
     out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "exists and is not a folder; choose an output folder")
     cases = find_scans(input_path, exclude=out)
-    _check_not_overwriting(cases, out)
+    _check_output(cases, out)
     model = load_model(model_dir, folds, device)
     return run_cases(
         cases,
@@ -161,8 +159,13 @@ def run_cases(
     series_uid: str | None = None,
     progress: bool = True,
 ) -> InferSummary:
-    """Segment ``cases`` with a loaded model into ``output_dir`` (see :func:`infer`)."""
+    """Segment ``cases`` with a loaded model into ``output_dir`` (see :func:`infer`).
+
+    Raises:
+        InputError: ``output_dir`` is a file, or an output would overwrite one of the scans.
+    """
     out = Path(output_dir)
+    _check_output(cases, out)
     out.mkdir(parents=True, exist_ok=True)
     summary = InferSummary(output_dir=out)
     bar = tqdm(cases, desc="infer", unit="scan", disable=not progress)
@@ -198,13 +201,16 @@ def run_cases(
     return summary
 
 
-def _check_not_overwriting(cases: list[InferenceCase], out: Path) -> None:
+def _check_output(cases: list[InferenceCase], out: Path) -> None:
+    """Refuse an output folder that is a file, or one where an output would replace a scan."""
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a folder; choose an output folder")
     inputs = {case.path.resolve() for case in cases}
     for case in cases:
         written = [out / f"{case.name}{ending}" for ending in _OUTPUT_ENDINGS]
         clash = next((path for path in written if path.resolve() in inputs), None)
         if clash is not None or (case.path.is_dir() and out.resolve() == case.path.resolve()):
-            raise InputError(clash or case.path, "an output would overwrite an input; choose another --output")
+            raise InputError(clash or case.path, "an output would overwrite an input; choose another output folder")
 
 
 def _write_case(case: InferenceCase, result: Segmentation, image, out: Path, preview: bool) -> dict[str, str]:
