@@ -644,37 +644,32 @@ def test_bundle_run_writes_what_the_cli_writes(run_dir, bundle_inputs, tmp_path,
     assert cases[0] == cases[1]
 
 
-def test_bundle_inference_workflow_properties(run_dir, bundle_inputs, tmp_path):
+def _inference_workflow(run_dir: Path, dataset_dir: Path, output_dir: Path):
     from monai.bundle import ConfigWorkflow
 
+    workflow = ConfigWorkflow(
+        config_file=str(INFERENCE_JSON),
+        workflow_type="infer",
+        model_dir=str(run_dir),
+        dataset_dir=str(dataset_dir),
+        output_dir=str(output_dir),
+    )
+    workflow.initialize()
+    return workflow
+
+
+def test_bundle_inference_workflow_properties(run_dir, bundle_inputs, tmp_path):
     with _root_logging_restored():
-        workflow = ConfigWorkflow(
-            config_file=str(INFERENCE_JSON),
-            workflow_type="infer",
-            model_dir=str(run_dir),
-            dataset_dir=str(bundle_inputs),
-            output_dir=str(tmp_path / "out"),
-        )
-        workflow.initialize()
-        assert workflow.check_properties() == []
+        assert _inference_workflow(run_dir, bundle_inputs, tmp_path / "out").check_properties() == []
 
 
 def test_bundle_run_into_its_own_dataset_folder_does_not_overwrite_an_input(run_dir, scans, tmp_path):
     # The bundle route has the CLI's checks: `x_seg.nii.gz` is a scan there, and x's mask would replace it.
-    from monai.bundle import ConfigWorkflow
-
     original = scans["nifti"].read_bytes()
     (tmp_path / "x.nii.gz").write_bytes(original)
     (tmp_path / "x_seg.nii.gz").write_bytes(original)
     with _root_logging_restored():
-        workflow = ConfigWorkflow(
-            config_file=str(INFERENCE_JSON),
-            workflow_type="infer",
-            model_dir=str(run_dir),
-            dataset_dir=str(tmp_path),
-            output_dir=str(tmp_path),
-        )
-        workflow.initialize()
+        workflow = _inference_workflow(run_dir, tmp_path, tmp_path)
         with pytest.raises(RuntimeError) as raised:  # MONAI wraps what an expression raises
             workflow.run()
     assert isinstance(raised.value.__cause__, InputError)
