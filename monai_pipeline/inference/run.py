@@ -128,7 +128,6 @@ def infer(
     """
     out = Path(output_dir)
     cases = find_scans(input_path, exclude=out)
-    _check_output(cases, out)
     model = load_model(model_dir, folds, device)
     return run_cases(
         cases,
