@@ -17,6 +17,7 @@ from monai_pipeline.io.writer import atomic_path, write_image
 from monai_pipeline.prepare.discover import RawCase
 from monai_pipeline.prepare.fingerprint import case_fingerprint
 from monai_pipeline.preprocessing.config import PreprocessingConfig
+from monai_pipeline.preprocessing.hu import ensure_hu
 from monai_pipeline.preprocessing.pipeline import preprocess
 
 __all__ = ["CaseResult", "case_paths", "read_case", "prepare_case", "fingerprint_case", "load_finished"]
@@ -46,14 +47,15 @@ def case_paths(out_dir: Path, name: str) -> dict[str, Path]:
 
 
 def read_case(case: RawCase) -> tuple[sitk.Image, sitk.Image | None]:
-    """Read a raw case and check it: a 3D CT, and a label with values in {0, 1, 2} on the CT's grid.
+    """Read a raw case and check it: a 3D CT in HU (see :func:`~monai_pipeline.preprocessing.hu.ensure_hu`), and a
+    label with values in {0, 1, 2} on the CT's grid.
 
     Returns the CT and the label as uint8 (with the CT's exact geometry), or ``None`` for an unlabelled case.
 
     Raises:
         InputError: naming the file and the problem.
     """
-    image = read_image(case.image)
+    image = ensure_hu(read_image(case.image), case.image)
     if case.label is None:
         return image, None
     label = read_image(case.label)
