@@ -60,6 +60,8 @@ SIZE = (48, 40, 24)  # (x, y, z)
 SPACING = (1.0, 1.2, 2.0)
 ORIGIN = (-37.5, 12.25, 101.0)
 OFF = PostprocessConfig.off()
+SMALL_LIVER = PostprocessConfig(min_liver_ml=0.0)
+"""Every step but the no-liver one: the phantom's liver (6 mL) is smaller than a real liver could be."""
 LESION_HEADER = list(Lesion.__dataclass_fields__)
 
 
@@ -132,7 +134,8 @@ def test_mask_equals_the_oracle_voxel_for_voxel(hu, orientation):
     for key in ("mean_probability", "max_probability"):
         assert ours.pop(key) == pytest.approx(reference.pop(key), abs=1e-3)
     assert ours == reference
-    assert result.summary == scan_summary(oracle_labels(hu), Geometry.of(image), full)
+    expected = scan_summary(oracle_labels(hu), Geometry.of(image), full)
+    assert {key: result.summary[key] for key in expected} == expected
 
 
 def test_written_mask_has_the_scans_nifti_header(hu, orientation, tmp_path):
@@ -194,12 +197,12 @@ def test_detached_liver_is_dropped_on_the_networks_grid_as_on_the_scans(hu, orie
     image = _image(hu, orientation.direction)
     model = oracle_model(SPACING)
 
-    result = segment(image, model, probabilities=True)
+    result = segment(image, model, probabilities=True, postprocessing=SMALL_LIVER)
 
     labels = sitk.GetArrayFromImage(result.mask)
-    assert not labels[blob].any()
+    assert not labels[blob].any() and labels.any()
     plain = segment(image, model, postprocessing=OFF).mask
-    expected = postprocess(sitk.GetArrayFromImage(plain), Geometry.of(image), PostprocessConfig())
+    expected = postprocess(sitk.GetArrayFromImage(plain), Geometry.of(image), SMALL_LIVER)
     np.testing.assert_array_equal(labels, expected)
     # the probability maps are the network's, post-processing only shapes the mask
     assert sitk.GetArrayFromImage(result.probabilities["liver"])[blob].min() > 0.99
@@ -210,11 +213,11 @@ def test_detached_liver_is_dropped_when_the_network_grid_is_coarser(hu):
     image = _image(hu, ORIENTATIONS["oblique"].direction)
     model = oracle_model((2.0, 2.0, 2.0))
 
-    labels = sitk.GetArrayFromImage(segment(image, model).mask)
+    labels = sitk.GetArrayFromImage(segment(image, model, postprocessing=SMALL_LIVER).mask)
     plain = sitk.GetArrayFromImage(segment(image, model, postprocessing=OFF).mask)
 
     assert plain[blob].mean() > 0.5 and not labels[blob].any()
-    expected = postprocess(plain, Geometry.of(image), PostprocessConfig())
+    expected = postprocess(plain, Geometry.of(image), SMALL_LIVER)
     assert dice(labels >= 1, expected >= 1) >= 0.99
     assert dice(labels == 2, expected == 2) >= 0.99
 
@@ -233,7 +236,7 @@ def test_folds_are_averaged(hu):
     soft = {"gain": 0.1, "scale": 3.0}  # soft probabilities so that the average is not trivial
     first, second = HUOracle(**soft), HUOracle(tumour=(10.0, 50.0), liver_max=120.0, **soft)
     alone = [predict_probabilities(image, oracle_model(SPACING, [net]))[0] for net in (first, second)]
-    both, prepared = predict_probabilities(image, oracle_model(SPACING, [first, second]))
+    both, prepared, _ = predict_probabilities(image, oracle_model(SPACING, [first, second]))
     assert both.shape == (3, *prepared.image.GetSize()[::-1])
     assert np.abs(alone[0] - alone[1]).max() > 0.1
     np.testing.assert_allclose(both, (alone[0] + alone[1]) / 2, atol=1e-5)
@@ -378,6 +381,9 @@ def test_cli_segments_each_input_format(kind, run_dir, scans, tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary["cases"]) == [name] and summary["failed"] == {}
     assert summary["cases"][name]["files"] == {"mask": f"{name}_seg.nii.gz", "lesions": f"{name}_lesions.csv"}
+    # the untrained network's mask is never taken at face value: unsure, or too small to be a liver
+    codes = {flag["code"] for flag in summary["cases"][name]["flags"]}
+    assert codes & {"low_confidence", "no_liver"} and codes <= {"no_liver", "partial_liver", "low_confidence"}
     assert _leftovers(tmp_path) == []
 
 
@@ -400,6 +406,31 @@ def test_cli_folder_with_a_corrupt_scan_segments_the_others(run_dir, scans, tmp_
     for name in ("oblique", "ras"):
         _check_written_case(tmp_path / "out", name, next(folder.glob(f"{name}.*")))
     assert not list((tmp_path / "out").glob("broken*")) and _leftovers(tmp_path) == []
+
+
+def test_cli_refuses_a_scan_that_is_not_ct_and_segments_the_others(run_dir, hu, tmp_path, capsys, caplog):
+    """An MR-like scan fails with one line naming it; a CT stored as HU + 1024 is corrected with a warning line."""
+    folder = tmp_path / "in"
+    reference = _image(hu, ORIENTATIONS["RAS"].direction)
+    write_image(reference, folder / "ct.nii.gz")
+    stored = sitk.GetImageFromArray((hu.astype(np.int32) + 1024).astype(np.uint16))
+    stored.CopyInformation(reference)
+    write_image(stored, folder / "offset.nii.gz")
+    mr = sitk.GetImageFromArray(np.where(hu > -500, 1500 + 2 * hu.astype(np.int32), 0).astype(np.uint16))
+    mr.CopyInformation(reference)
+    write_image(mr, folder / "mr.nii.gz")
+
+    code, out, err = _infer(capsys, "--model", run_dir, "--input", folder, "--output", tmp_path / "out")
+
+    assert code == 1 and "Traceback" not in out + err
+    assert f"failed mr: {folder / 'mr.nii.gz'}: does not look like CT in HU" in out
+    assert "2 scan(s) segmented, 1 failed" in out
+    assert any(line.startswith(f"{folder / 'offset.nii.gz'}: stored as HU + 1024") for line in caplog.messages)
+    masks = [
+        sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / f"{name}_seg.nii.gz")))
+        for name in ("ct", "offset")
+    ]
+    np.testing.assert_array_equal(masks[0], masks[1])  # the corrected scan is the CT
 
 
 def test_failed_write_leaves_no_partial_mask(run_dir, scans, tmp_path, capsys, monkeypatch):

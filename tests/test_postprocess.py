@@ -8,16 +8,18 @@ import sys
 import numpy as np
 import pytest
 
-from monai_pipeline.inference.postprocess import PostprocessConfig, largest_foreground, postprocess
+from monai_pipeline.inference.postprocess import PostprocessConfig, largest_foreground, liver_region, postprocess
+from monai_pipeline.inference.quality import NO_LIVER_ML
 from monai_pipeline.io.geometry import Geometry
 
 SPACING = (0.8, 0.8, 2.0)  # (x, y, z) mm
 GEOMETRY = Geometry(
     size=(120, 110, 60), spacing=SPACING, origin=(10.0, -20.0, 300.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)
 )
-ONLY_KEEP_LARGEST = PostprocessConfig(keep_largest_liver=True, tumour_in_liver=False, min_lesion_ml=0.0)
-ONLY_IN_LIVER = PostprocessConfig(keep_largest_liver=False, tumour_in_liver=True, min_lesion_ml=0.0)
-ONLY_MIN_SIZE = PostprocessConfig(keep_largest_liver=False, tumour_in_liver=False, min_lesion_ml=0.05)
+ONLY_KEEP_LARGEST = PostprocessConfig(keep_largest_liver=True, tumour_in_liver=False, min_lesion_ml=0.0, min_liver_ml=0)
+ONLY_IN_LIVER = PostprocessConfig(keep_largest_liver=False, tumour_in_liver=True, min_lesion_ml=0.0, min_liver_ml=0)
+ONLY_MIN_SIZE = PostprocessConfig(keep_largest_liver=False, tumour_in_liver=False, min_lesion_ml=0.05, min_liver_ml=0)
+ONLY_MIN_LIVER = PostprocessConfig(keep_largest_liver=False, tumour_in_liver=False, min_lesion_ml=0.0)
 
 
 def _ball(centre_mm, radius_mm) -> np.ndarray:
@@ -185,8 +187,31 @@ def test_input_array_is_not_modified():
 def test_default_is_every_step_on():
     config = PostprocessConfig()
     assert config.keep_largest_liver and config.tumour_in_liver and config.min_lesion_ml == 0.05
+    assert config.min_liver_ml == NO_LIVER_ML
     off = PostprocessConfig.off()
     assert not off.keep_largest_liver and not off.tumour_in_liver and off.min_lesion_ml == 0.0
+    assert off.min_liver_ml == 0.0
+
+
+def test_a_liver_below_the_minimum_is_emptied():
+    labels = np.zeros(GEOMETRY.shape, dtype=np.uint8)
+    labels[_ball(LIVER_CENTRE, 10.0)] = 1  # 4.2 mL
+    labels[_ball(LIVER_CENTRE, 3.0)] = 2
+    assert not postprocess(labels, GEOMETRY, ONLY_MIN_LIVER).any()
+    np.testing.assert_array_equal(postprocess(labels, GEOMETRY, PostprocessConfig.off()), labels)
+    liver = _liver()  # 268 mL
+    np.testing.assert_array_equal(postprocess(liver, GEOMETRY, ONLY_MIN_LIVER), liver)
+
+
+def test_liver_region_on_the_networks_grid_empties_a_small_liver():
+    voxel_ml = float(np.prod(SPACING)) / 1000.0
+    labels = np.zeros(GEOMETRY.shape, dtype=np.uint8)
+    labels[_ball(LIVER_CENTRE, 10.0)] = 1
+    region, kept, volume = liver_region(_probabilities(labels), voxel_ml, PostprocessConfig())
+    assert volume == pytest.approx(np.count_nonzero(labels) * voxel_ml) and volume < NO_LIVER_ML
+    assert region is not None and not region.any() and kept.sum() == np.count_nonzero(labels)
+    region, kept, volume = liver_region(_probabilities(_liver()), voxel_ml, PostprocessConfig())
+    assert region is None and volume > NO_LIVER_ML and kept.sum() == np.count_nonzero(_liver())
 
 
 @pytest.mark.parametrize("per_lesion_limit", [64, 0])

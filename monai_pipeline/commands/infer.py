@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tumour-in-liver", action="store_true", help="keep tumours away from the liver too")
     parser.add_argument("--liver-margin-mm", type=float, default=10.0, help="how far tumours may reach out of liver")
     parser.add_argument("--min-lesion-ml", type=float, default=0.05, help="smaller tumours become liver (0: keep all)")
+    parser.add_argument(
+        "--min-liver-ml", type=float, help="a smaller liver is no liver: empty mask (default 30; 0 keeps)"
+    )
     parser.add_argument("--overlap", type=float, help="sliding-window overlap, 0 to <1 (default: the run's)")
     parser.add_argument("--sw-batch-size", type=int, help="windows per network call (default: the run's)")
     parser.add_argument("--series-uid", help="for DICOM folders with several series, the one to read")
@@ -41,8 +44,12 @@ def run(args: argparse.Namespace) -> int:
         raise PipelineError(f"--overlap must be >= 0 and < 1, got {args.overlap}")
     if args.sw_batch_size is not None and args.sw_batch_size < 1:
         raise PipelineError(f"--sw-batch-size must be at least 1, got {args.sw_batch_size}")
-    for option, value in (("--min-lesion-ml", args.min_lesion_ml), ("--liver-margin-mm", args.liver_margin_mm)):
-        if not value >= 0:
+    for option, value in (
+        ("--min-lesion-ml", args.min_lesion_ml),
+        ("--liver-margin-mm", args.liver_margin_mm),
+        ("--min-liver-ml", args.min_liver_ml),
+    ):
+        if value is not None and not value >= 0:
             raise PipelineError(f"{option} must be >= 0, got {value}")
     postprocessing = PostprocessConfig.off()
     if not args.no_postprocess:
@@ -51,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             tumour_in_liver=not args.no_tumour_in_liver,
             liver_margin_mm=args.liver_margin_mm,
             min_lesion_ml=args.min_lesion_ml,
+            min_liver_ml=PostprocessConfig.min_liver_ml if args.min_liver_ml is None else args.min_liver_ml,
         )
     summary = infer(
         args.model,
@@ -72,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             f"{name}: liver {case['liver_volume_ml']:.1f} mL, {case['lesions']} lesion(s), "
             f"tumour {case['tumour_volume_ml']:.1f} mL (burden {100 * case['tumour_burden']:.2f}%), "
             f"{case['seconds']:.1f} s"
+            + (f", flags: {', '.join(flag['code'] for flag in case['flags'])}" if case["flags"] else "")
         )
     for name, message in summary.failed.items():
         print(f"failed {name}: {message}")

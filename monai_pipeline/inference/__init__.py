@@ -6,6 +6,7 @@ from monai_pipeline.inference.bundle import BundleInference, make_inferer, scan_
 from monai_pipeline.inference.lesions import Lesion, measure_lesions, scan_summary
 from monai_pipeline.inference.model import LoadedModel, load_model
 from monai_pipeline.inference.postprocess import PostprocessConfig, postprocess
+from monai_pipeline.inference.quality import QualityFlag
 from monai_pipeline.inference.run import InferSummary, find_scans, infer
 from monai_pipeline.inference.segment import Segmentation, segment
 
@@ -15,6 +16,7 @@ __all__ = [
     "Lesion",
     "LoadedModel",
     "PostprocessConfig",
+    "QualityFlag",
     "Segmentation",
     "find_scans",
     "infer",

@@ -1,4 +1,5 @@
-"""Post-processing of a predicted mask on the scan's grid: one liver, tumours only in it, no specks."""
+"""Post-processing of a predicted mask on the scan's grid: one liver, tumours only in it, no specks, and no liver
+at all rather than a small spurious one."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from monai_pipeline.inference.quality import NO_LIVER_ML
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.preprocessing.crop import array_box
 
@@ -14,6 +16,7 @@ __all__ = [
     "PostprocessConfig",
     "postprocess",
     "largest_foreground",
+    "liver_region",
     "most_probable_foreground",
     "mask_box",
     "CONNECTIVITY",
@@ -32,17 +35,20 @@ class PostprocessConfig:
         tumour_in_liver: drop tumours (connected components) with no voxel within ``liver_margin_mm`` of the liver.
         liver_margin_mm: how far beyond the liver a tumour may reach (tumours on the liver's rim bulge out).
         min_lesion_ml: tumour components smaller than this become liver (0 keeps every lesion).
+        min_liver_ml: a liver (liver and tumour voxels, after keeping the largest) smaller than this is no liver:
+            the mask is emptied (0 keeps any liver). See :data:`~monai_pipeline.inference.quality.NO_LIVER_ML`.
     """
 
     keep_largest_liver: bool = True
     tumour_in_liver: bool = True
     liver_margin_mm: float = 10.0
     min_lesion_ml: float = 0.05
+    min_liver_ml: float = NO_LIVER_ML
 
     @classmethod
     def off(cls) -> PostprocessConfig:
         """No post-processing at all."""
-        return cls(keep_largest_liver=False, tumour_in_liver=False, min_lesion_ml=0.0)
+        return cls(keep_largest_liver=False, tumour_in_liver=False, min_lesion_ml=0.0, min_liver_ml=0.0)
 
 
 def postprocess(labels: np.ndarray, geometry: Geometry, config: PostprocessConfig | None = None) -> np.ndarray:
@@ -62,6 +68,8 @@ def postprocess(labels: np.ndarray, geometry: Geometry, config: PostprocessConfi
         if count > 1:
             sizes = np.bincount(components[components > 0])  # counting the objects' voxels only: sizes[0] is 0
             part[components != int(np.argmax(sizes))] = 0
+    if np.count_nonzero(part) * float(np.prod(spacing_zyx)) / 1000.0 < config.min_liver_ml:
+        part[...] = 0
     tumour_box = mask_box(part == 2) if config.tumour_in_liver or config.min_lesion_ml > 0 else None
     if tumour_box is not None:
         # the tumours are labelled once, in their box widened by the margin (the liver that matters lies within
@@ -102,7 +110,35 @@ def largest_foreground(probabilities: np.ndarray) -> np.ndarray | None:
     onto the scan's finer grid, costs a fraction of doing it there and lets the way back skip the dropped regions;
     :func:`postprocess` then still keeps the largest liver on the scan's grid.
     """
+    return _largest_region(most_probable_foreground(probabilities[1], probabilities[2]))
+
+
+def liver_region(
+    probabilities: np.ndarray, voxel_ml: float, config: PostprocessConfig
+) -> tuple[np.ndarray | None, np.ndarray, float]:
+    """The liver as ``config`` keeps it on the network's own grid, before the way back to the scan's grid.
+
+    Args:
+        probabilities: softmax outputs (C, z, y, x): background, liver, tumour.
+        voxel_ml: the volume of one voxel of their grid.
+        config: the post-processing (``keep_largest_liver`` and ``min_liver_ml`` act here).
+
+    Returns:
+        The region outside of which liver and tumour count as background (``None``: nowhere, an all-False mask when
+        the liver is below ``config.min_liver_ml``), the voxels where liver or tumour wins inside it, and their
+        volume in mL before any emptying.
+    """
     foreground = most_probable_foreground(probabilities[1], probabilities[2])
+    region = _largest_region(foreground) if config.keep_largest_liver else None
+    kept = foreground if region is None else region
+    volume_ml = np.count_nonzero(kept) * voxel_ml
+    if volume_ml < config.min_liver_ml:
+        region = np.zeros(foreground.shape, dtype=bool)
+    return region, kept, volume_ml
+
+
+def _largest_region(foreground: np.ndarray) -> np.ndarray | None:
+    """The largest connected region of ``foreground``, or ``None`` when it has at most one."""
     box = mask_box(foreground)
     if box is None:
         return None

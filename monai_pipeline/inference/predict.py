@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from contextlib import nullcontext
+from typing import NamedTuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -20,10 +21,25 @@ from monai_pipeline.preprocessing.pipeline import PreprocessedCase, preprocess
 from monai_pipeline.preprocessing.resample import resample_onto
 from monai_pipeline.training.inferers import SliceStackInferer
 
-__all__ = ["predict_probabilities", "probabilities_to_labels", "probability_image", "SLAB_VOXELS"]
+__all__ = ["Prediction", "predict_probabilities", "probabilities_to_labels", "probability_image", "SLAB_VOXELS"]
 
 SLAB_VOXELS = 16_000_000
 """Voxels of the scan's grid restored at a time, which bounds the memory of going back to the scan's grid."""
+
+
+class Prediction(NamedTuple):
+    """What :func:`predict_probabilities` gives.
+
+    Attributes:
+        probabilities: softmax (C, z, y, x) float32 on the preprocessed grid.
+        prepared: the preprocessed case (its image's grid is the probabilities' grid).
+        tta_dice: with ``tta``, the lowest liver (liver + tumour) Dice between a mirrored input's prediction and the
+            unmirrored one of the same network; ``None`` without.
+    """
+
+    probabilities: np.ndarray
+    prepared: PreprocessedCase
+    tta_dice: float | None
 
 
 def predict_probabilities(
@@ -33,7 +49,7 @@ def predict_probabilities(
     tta: bool = False,
     overlap: float | None = None,
     sw_batch_size: int | None = None,
-) -> tuple[np.ndarray, PreprocessedCase]:
+) -> Prediction:
     """Softmax probabilities (C, z, y, x) float32 on the preprocessed grid, averaged over folds and mirrorings.
 
     Args:
@@ -44,7 +60,7 @@ def predict_probabilities(
         sw_batch_size: windows per network call (default: the run's).
 
     Returns:
-        The probabilities and the preprocessed case (its image's grid is the probabilities' grid).
+        The probabilities, the preprocessed case and, with ``tta``, how well the mirrored predictions agree.
     """
     prepared = preprocess(image, model.preprocessing)
     # the network was trained on tensors as MONAI loads NIfTI: index order (x, y, z), i.e. SimpleITK's array reversed
@@ -54,17 +70,38 @@ def predict_probabilities(
     spatial_dims = int(model.inference["spatial_dims"])
     total: torch.Tensor | None = None
     count = 0
+    agreement: list[float] = []
     autocast = torch.autocast("cuda") if model.device.type == "cuda" else nullcontext()
     with torch.inference_mode(), autocast:
         for network in model.networks:
+            unmirrored = None
             for dims in _mirrorings(spatial_dims, tta):
                 flipped = torch.flip(volume, dims) if dims else volume
                 probabilities = torch.softmax(inferer(flipped, network).float(), dim=1)
                 probabilities = torch.flip(probabilities, dims) if dims else probabilities
+                if tta:
+                    liver = _liver(probabilities)
+                    if unmirrored is None:
+                        unmirrored = liver
+                    else:
+                        agreement.append(_dice(liver, unmirrored))
                 total = probabilities if total is None else total + probabilities
                 count += 1
     result = (total / count)[0].cpu().numpy()
-    return np.ascontiguousarray(result.transpose(0, 3, 2, 1)), prepared
+    tta_dice = min(agreement) if agreement else None
+    return Prediction(np.ascontiguousarray(result.transpose(0, 3, 2, 1)), prepared, tta_dice)
+
+
+def _liver(probabilities: torch.Tensor) -> torch.Tensor:
+    """Where liver or tumour beats background (as :func:`~monai_pipeline.inference.postprocess.most_probable_foreground`
+    decides) in (B, C, ...) probabilities: a boolean mask on the network's grid."""
+    return (probabilities[:, 1] > probabilities[:, 0]) | (probabilities[:, 2] > probabilities[:, 0])
+
+
+def _dice(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Dice of two boolean masks (1 when both are empty)."""
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 def _mirrorings(spatial_dims: int, tta: bool) -> Iterator[tuple[int, ...]]:

@@ -7,7 +7,11 @@ For every scan it writes into the output folder::
     <case>_prob_liver.nii.gz    liver probability on the scan's grid (--save-probabilities)
     <case>_prob_tumour.nii.gz   tumour probability on the scan's grid (--save-probabilities)
     <case>_preview.png          axial, coronal and sagittal views with outlines and tumour heatmap (--preview)
-    summary.json                every case's volumes, burden and lesions, and the cases that failed
+    summary.json                every case's volumes, burden, lesions and quality flags, and the cases that failed
+
+A scan is checked to hold CT values in HU first (:func:`~monai_pipeline.preprocessing.hu.ensure_hu`): a label map
+or an MR fails, a CT stored as HU + 1024 is corrected with a warning. Each quality flag of a case is logged as a
+warning line naming the case.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from monai_pipeline.errors import InputError, PipelineError
 from monai_pipeline.inference.lesions import write_lesion_csv
 from monai_pipeline.inference.model import LoadedModel, load_model
 from monai_pipeline.inference.postprocess import PostprocessConfig
+from monai_pipeline.inference.quality import log_flags
 from monai_pipeline.inference.segment import Segmentation, segment
 from monai_pipeline.io.reader import case_name, is_image_file, read_image
 from monai_pipeline.io.writer import atomic_path, write_image
+from monai_pipeline.preprocessing.hu import ensure_hu
 
 __all__ = ["InferenceCase", "InferSummary", "find_scans", "infer", "run_cases"]
 
@@ -172,7 +178,7 @@ def run_cases(
         bar.set_postfix_str(case.name)
         start = time.perf_counter()
         try:
-            image = read_image(case.path, series_uid=series_uid)
+            image = ensure_hu(read_image(case.path, series_uid=series_uid), case.path)
             result = segment(
                 image,
                 model,
@@ -183,6 +189,7 @@ def run_cases(
                 probabilities=save_probabilities,
             )
             files = _write_case(case, result, image, out, preview)
+            log_flags(case.name, result.flags)
             summary.cases[case.name] = {
                 **result.summary,
                 "seconds": round(time.perf_counter() - start, 2),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -10,8 +10,9 @@ import SimpleITK as sitk
 
 from monai_pipeline.inference.lesions import Lesion, measure_lesions, scan_summary
 from monai_pipeline.inference.model import LoadedModel
-from monai_pipeline.inference.postprocess import PostprocessConfig, largest_foreground, mask_box, postprocess
+from monai_pipeline.inference.postprocess import PostprocessConfig, liver_region, mask_box, postprocess
 from monai_pipeline.inference.predict import predict_probabilities, probabilities_to_labels, probability_image
+from monai_pipeline.inference.quality import QualityFlag, confidence_flags, liver_flags, mean_entropy
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.preprocessing.crop import crop_geometry
 from monai_pipeline.preprocessing.resample import resample_onto
@@ -26,7 +27,9 @@ class Segmentation:
     Attributes:
         mask: uint8 labels 0 background, 1 liver, 2 tumour, with exactly the scan's geometry.
         lesions: the tumours, largest first.
-        summary: liver and tumour volume, tumour burden, lesion count.
+        summary: liver and tumour volume, tumour burden, lesion count, the quality measures (``liver_entropy``,
+            ``tta_liver_dice``) and the flags as dicts.
+        flags: what looks wrong with the result (see :mod:`monai_pipeline.inference.quality`); empty when nothing.
         probabilities: ``{"liver": image, "tumour": image}`` float32 maps on the scan's grid when asked for.
         tumour_map: the tumour probability on the preprocessed grid (no resampling cost), for previews.
     """
@@ -34,6 +37,7 @@ class Segmentation:
     mask: sitk.Image
     lesions: list[Lesion]
     summary: dict[str, Any]
+    flags: list[QualityFlag] = field(default_factory=list)
     probabilities: dict[str, sitk.Image] = field(default_factory=dict)
     tumour_map: sitk.Image | None = None
 
@@ -48,10 +52,11 @@ def segment(
     postprocessing: PostprocessConfig | None = None,
     probabilities: bool = False,
 ) -> Segmentation:
-    """Segment the liver and liver tumours of a CT.
+    """Segment the liver and liver tumours of a CT, and flag a result that is probably wrong.
 
     Args:
-        image: the CT in HU (as :func:`monai_pipeline.io.read_image` returns it).
+        image: the CT in HU (as :func:`monai_pipeline.io.read_image` returns it; check a scan of unknown origin
+            with :func:`monai_pipeline.preprocessing.ensure_hu` first, as ``infer`` does).
         model: networks from :func:`monai_pipeline.inference.load_model`.
         tta: average over mirrored inputs.
         overlap: sliding-window overlap (default: the run's).
@@ -60,11 +65,16 @@ def segment(
         probabilities: also return the liver and tumour probability maps on the scan's grid.
     """
     original = Geometry.of(image)
-    probs, prepared = predict_probabilities(image, model, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size)
+    probs, prepared, tta_dice = predict_probabilities(
+        image, model, tta=tta, overlap=overlap, sw_batch_size=sw_batch_size
+    )
     grid = Geometry.of(prepared.image)
     postprocessing = postprocessing or PostprocessConfig()
-    # the largest liver is chosen on the network's grid first: the way back then skips the regions it drops
-    region = largest_foreground(probs) if postprocessing.keep_largest_liver else None
+    # the largest liver is chosen (and a too small one dropped) on the network's grid first: the way back then skips
+    # the regions it drops
+    region, kept, found_ml = liver_region(probs, float(np.prod(grid.spacing)) / 1000.0, postprocessing)
+    entropy = mean_entropy(probs, kept)
+    del kept
     labels = probabilities_to_labels(probs, grid, original, region)
     labels = postprocess(labels, original, postprocessing)
     maps = {}
@@ -72,11 +82,19 @@ def segment(
         for channel, name in ((1, "liver"), (2, "tumour")):
             maps[name] = resample_onto(probability_image(probs, channel, grid), original, "linear")
     lesions = _lesions(labels, original, probs, grid, image)
+    summary = scan_summary(labels, original, lesions)
+    # the network's liver is named only when post-processing left none of it
+    flags = liver_flags(labels, original, summary["liver_volume_ml"], None if summary["liver_volume_ml"] else found_ml)
+    flags += confidence_flags(entropy, tta_dice) if summary["liver_volume_ml"] else []
+    summary["liver_entropy"] = None if entropy is None else round(entropy, 4)
+    summary["tta_liver_dice"] = None if tta_dice is None else round(tta_dice, 4)
+    summary["flags"] = [asdict(flag) for flag in flags]
     mask = original.apply(sitk.GetImageFromArray(labels))
     return Segmentation(
         mask=mask,
         lesions=lesions,
-        summary=scan_summary(labels, original, lesions),
+        summary=summary,
+        flags=flags,
         probabilities=maps,
         tumour_map=probability_image(probs, 2, grid),
     )
