@@ -355,6 +355,19 @@ def test_body_box_stays_inside_the_image():
     assert body_box(ct, -500.0, 10.0) == ((0, 0, 0), ct.GetSize())
 
 
+@pytest.mark.parametrize("slices", [1, 2, 3])
+def test_body_box_of_a_scan_thinner_than_the_binning(slices):
+    # 1 mm slices are binned 4 to 1 elsewhere; a scan of fewer slices keeps them all
+    ct = _geometry_image((40, 40, slices), (1.0, 1.0, 1.0), value=-1000.0)
+    values = sitk.GetArrayFromImage(ct)
+    values[:, 10:30, 12:28] = 40
+    thin = sitk.GetImageFromArray(values)
+    thin.CopyInformation(ct)
+    (x, y, z), (sx, sy, sz) = body_box(thin, -500.0, 2.0)
+    assert (z, sz) == (0, slices)
+    assert x <= 12 and x + sx >= 28 and y <= 10 and y + sy >= 30
+
+
 def _itk_body_box(image: sitk.Image, shrink: list[int], margin_mm: float = 10.0):
     """The body box found with SimpleITK's own filters: opening with a radius-1 ball, face-connected components
     relabelled by size, the largest one's bounding box."""

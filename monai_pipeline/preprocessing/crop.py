@@ -28,7 +28,8 @@ def body_box(image: sitk.Image, threshold: float = -500.0, margin_mm: float = 10
     table's edge and clothing. When nothing is above the threshold the whole image is kept.
     """
     spacing = np.asarray(image.GetSpacing())
-    shrink = [max(1, int(f)) for f in np.floor(coarse_mm / spacing)]
+    # never bin more voxels than an axis has: a scan of a few slices keeps its slices
+    shrink = [max(1, min(int(f), n)) for f, n in zip(np.floor(coarse_mm / spacing), image.GetSize())]
     coarse = sitk.BinShrink(image, shrink) if max(shrink) > 1 else image
     above = sitk.GetArrayViewFromImage(coarse) > float(threshold)
     # the opening; voxels beyond the border count as body for the erosion, so the body is not eaten at the edges
