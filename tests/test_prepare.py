@@ -305,6 +305,18 @@ def test_fewer_cases_than_folds_is_an_error(raw_lits, tmp_path):
     assert not (tmp_path / "PREP").exists()
 
 
+def test_one_fold_trains_and_validates_on_every_case(raw_lits, tmp_path, caplog):
+    from monai_pipeline.training import fold_files
+
+    out = tmp_path / "PREP"
+    prepare_dataset(raw_lits, out, folds=1, progress=False)
+    assert set(_folds(out).values()) == {0}
+    with caplog.at_level("WARNING"):
+        train, val = fold_files(out, 0, "train"), fold_files(out, 0, "val")
+    assert [e["image"] for e in train] == [e["image"] for e in val] and len(train) == len(TRAINING)
+    assert "one fold: training validates on its own cases" in caplog.text
+
+
 def test_fingerprint(prepared, raw_lits):
     _, out = prepared
     fingerprint = json.loads((out / "fingerprint.json").read_text())

@@ -143,7 +143,7 @@ def test_debug_lets_the_error_propagate(entry, tmp_path):
     [
         (["--window", "200", "100"], "error: invalid option: window must be LO HI with LO < HI, got (200.0, 100.0)."),
         (["--folds", "10"], "error: --folds 10 needs at least 10 labelled cases, found 3"),
-        (["--folds", "1"], "error: --folds must be at least 2, got 1"),
+        (["--folds", "0"], "error: --folds must be at least 1, got 0"),
         (["--workers", "0"], "error: --workers must be at least 1, got 0"),
         (["--spacing", "1.5", "0", "1.5"], "error: invalid option: spacing must be three positive numbers in mm"),
     ],

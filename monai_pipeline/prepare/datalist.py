@@ -17,13 +17,14 @@ __all__ = ["assign_folds", "build_datalist"]
 
 def assign_folds(names: Sequence[str], folds: int, seed: int = 0) -> dict[str, int]:
     """Assign each training case a fold in ``0..folds-1``: a seeded shuffle dealt round-robin, so folds differ in
-    size by at most one. The assignment depends only on the names, ``folds`` and ``seed``.
+    size by at most one. The assignment depends only on the names, ``folds`` and ``seed``. With one fold every case
+    is in fold 0, and training validates on its own cases (fine-tuning on a handful of scans).
 
     Raises:
-        PipelineError: fewer cases than folds, or fewer than 2 folds.
+        PipelineError: fewer cases than folds, or fewer than 1 fold.
     """
-    if folds < 2:
-        raise PipelineError(f"--folds must be at least 2, got {folds}")
+    if folds < 1:
+        raise PipelineError(f"--folds must be at least 1, got {folds}")
     if len(names) < folds:
         raise PipelineError(f"--folds {folds} needs at least {folds} labelled cases, found {len(names)}")
     order = np.random.default_rng(seed).permutation(len(names))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 from monai_pipeline.errors import InputError, PipelineError
 
 __all__ = ["load_datalist", "fold_files", "copy_preprocessing"]
+
+logger = logging.getLogger(__name__)
 
 PREPARE_HINT = "made by `monai-pipeline prepare --data-dir RAW --out-dir PREP`"
 
@@ -46,7 +49,8 @@ def load_datalist(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 def fold_files(dataset_dir: str | os.PathLike[str], fold: int, split: str) -> list[dict[str, Any]]:
     """The cases of one split: ``"train"`` (every fold but ``fold``), ``"val"`` (``fold``) or ``"all"``, as MONAI
-    data dicts with absolute ``image`` and ``label`` paths.
+    data dicts with absolute ``image`` and ``label`` paths. A dataset of one fold (``prepare --folds 1``) trains on
+    all its cases and validates on the same ones, with a warning saying so.
 
     Raises:
         PipelineError: ``fold`` is not a fold of the datalist, or leaves no training case.
@@ -58,6 +62,9 @@ def fold_files(dataset_dir: str | os.PathLike[str], fold: int, split: str) -> li
     folds = sorted({int(entry.get("fold", 0)) for entry in training})
     if split != "all" and int(fold) not in folds:
         raise PipelineError(f"fold {fold} does not exist in {root / 'datalist.json'} (folds: {folds})")
+    if split == "train" and folds == [int(fold)]:
+        logger.warning("%s has one fold: training validates on its own cases (no held-out validation)", root.name)
+        split = "all"
     chosen = [
         entry for entry in training if split == "all" or (int(entry.get("fold", 0)) == int(fold)) == (split == "val")
     ]
