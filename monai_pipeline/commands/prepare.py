@@ -34,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interpolator", choices=("linear", "bspline"), default="linear", help="for the CT")
     parser.add_argument("--orientation", default="RAS", help="axis code the scans are reoriented to")
     parser.add_argument("--no-crop", action="store_true", help="keep the whole field of view (no crop to the body)")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds; 1 puts every case in fold 0 and training validates on its own cases")
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        help="cross-validation folds; 1 puts every case in fold 0 and training validates on its own cases",
+    )
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
 
