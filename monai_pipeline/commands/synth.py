@@ -18,6 +18,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", choices=("lits", "msd"), default="lits", help="LiTS or MSD Task03_Liver layout")
     parser.add_argument("--size", nargs=3, type=int, metavar=("X", "Y", "Z"), help="voxels per case (default varies)")
     parser.add_argument("--spacing", nargs=3, type=float, metavar=("X", "Y", "Z"), help="mm (default varies)")
+    parser.add_argument(
+        "--phase",
+        choices=("mixed", "non-contrast", "arterial", "portal-venous"),
+        default="mixed",
+        help="contrast phase of every case (default: mixed, drawn per case)",
+    )
+    parser.add_argument(
+        "--fov",
+        choices=("mixed", "abdomen", "partial-liver", "chest", "pelvis"),
+        default="mixed",
+        help="field of view of every case (default: mixed, mostly abdomen; chest and pelvis cases have no liver)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         size=tuple(args.size) if args.size else None,
         spacing=tuple(args.spacing) if args.spacing else None,
         progress=not args.quiet,
+        phase=None if args.phase == "mixed" else args.phase,
+        fov_mix=None if args.fov == "mixed" else args.fov,
     )
     print(f"wrote {args.cases} synthetic case(s) ({len(paths)} files, {args.layout} layout) -> {args.out}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +13,16 @@ from tqdm import tqdm
 
 from monai_pipeline.errors import InputError
 from monai_pipeline.io.writer import atomic_path, write_image
-from monai_pipeline.synth.phantom import make_phantom
+from monai_pipeline.synth.anatomy import sample_anatomy
+from monai_pipeline.synth.contrast import PHASES, check_phase
+from monai_pipeline.synth.phantom import FIELDS_OF_VIEW, default_thickness, make_phantom
 
-__all__ = ["LAYOUTS", "case_grid", "write_synthetic_dataset"]
+__all__ = ["FOV_MIX", "LAYOUTS", "PHANTOMS_JSON", "case_grid", "case_settings", "write_synthetic_dataset"]
+
+FOV_MIX: dict[str, float] = {"abdomen": 0.8, "partial-liver": 0.1, "chest": 0.05, "pelvis": 0.05}
+"""The default share of each field of view in a dataset."""
+PHANTOMS_JSON = "phantoms.json"
+"""Written beside a dataset: per case its seed, contrast phase, field of view, slice thickness, noise and lesions."""
 
 LAYOUTS: tuple[str, ...] = ("lits", "msd")
 """``lits``: ``volume-<i>.nii.gz`` and ``segmentation-<i>.nii.gz`` side by side; ``msd``: ``imagesTr/liver_<i>.nii.gz``,
@@ -49,6 +56,43 @@ def case_grid(
     return tuple(int(n) for n in size), tuple(float(d) for d in spacing), orientation
 
 
+def case_settings(
+    seed: int, case: int, fov_mix: Mapping[str, float] | str | None = None, phase: str | None = None
+) -> tuple[int, str, str]:
+    """The phantom seed, contrast phase and field of view of case ``case`` of the dataset drawn with ``seed``.
+
+    Args:
+        seed: chooses the dataset.
+        case: the case number.
+        fov_mix: the share of each field of view (:data:`~monai_pipeline.synth.phantom.FIELDS_OF_VIEW`), or the name
+            of one for all cases; default :data:`FOV_MIX`.
+        phase: the contrast phase of every case; default: drawn per case, a third each.
+
+    Raises:
+        ValueError: for an unknown phase or field of view, or shares that are negative or sum to 0.
+    """
+    mix = _check_mix(FOV_MIX if fov_mix is None else fov_mix)
+    rng = np.random.default_rng([seed, case, 3])
+    drawn_phase = PHASES[int(rng.integers(len(PHASES)))]
+    names, shares = list(mix), np.array(list(mix.values()), dtype=float)
+    fov = names[int(rng.choice(len(names), p=shares / shares.sum()))]
+    case_seed = int(np.random.SeedSequence([seed, case]).generate_state(1)[0])
+    return case_seed, drawn_phase if phase is None else check_phase(phase), fov
+
+
+def _check_mix(mix: Mapping[str, float] | str) -> dict[str, float]:
+    """``mix`` as a mapping of field of view to share, checked."""
+    if isinstance(mix, str):
+        mix = {mix: 1.0}
+    unknown = sorted(set(mix) - set(FIELDS_OF_VIEW))
+    if unknown:
+        raise ValueError(f"unknown field(s) of view {unknown}; expected some of {', '.join(FIELDS_OF_VIEW)}.")
+    shares = [float(v) for v in mix.values()]
+    if not shares or any(not np.isfinite(v) or v < 0 for v in shares) or sum(shares) <= 0:
+        raise ValueError(f"field of view shares must be non-negative with a positive sum, got {dict(mix)}.")
+    return {name: float(v) for name, v in mix.items()}
+
+
 def write_synthetic_dataset(
     out_dir: str | os.PathLike[str],
     cases: int,
@@ -58,11 +102,15 @@ def write_synthetic_dataset(
     size: Sequence[int] | None = None,
     spacing: Sequence[float] | None = None,
     progress: bool = True,
+    phase: str | None = None,
+    fov_mix: Mapping[str, float] | str | None = None,
 ) -> list[Path]:
     """Write ``cases`` synthetic CT scans (int16 HU) with liver and tumour labels (uint8 0/1/2).
 
-    Case ``i`` is the phantom of a seed drawn from (``seed``, ``i``) on the grid of :func:`case_grid`, so a dataset
-    is the same for the same seed whatever the number of cases. Files are written atomically.
+    Case ``i`` is the phantom of a seed drawn from (``seed``, ``i``) on the grid of :func:`case_grid`, in the phase
+    and field of view of :func:`case_settings`, so a dataset is the same for the same arguments whatever the number
+    of cases. Chest and pelvis cases have no liver in their label. Files are written atomically, and
+    ``phantoms.json`` records each case's settings.
 
     Args:
         out_dir: the dataset folder; made when missing, files already in it are overwritten.
@@ -72,12 +120,16 @@ def write_synthetic_dataset(
         size: voxels (x, y, z) of every case; default: per case, to cover the field of view.
         spacing: voxel size in mm of every case; default: per case, anisotropic.
         progress: show a progress bar over the cases.
+        phase: contrast phase of every case (``non-contrast``, ``arterial``, ``portal-venous``); default: mixed.
+        fov_mix: share of each field of view, or one field of view's name for all cases; default :data:`FOV_MIX`
+            (``"abdomen"`` gives whole livers only).
 
     Returns:
-        The files written: image and label of each case in turn, then ``dataset.json`` for the MSD layout.
+        The files written: image and label of each case in turn, then ``dataset.json`` for the MSD layout, then
+        ``phantoms.json``.
 
     Raises:
-        ValueError: for a bad number of cases, seed, layout, size or spacing.
+        ValueError: for a bad number of cases, seed, layout, size, spacing, phase or field of view mix.
         InputError: when ``out_dir`` is a file.
     """
     if isinstance(cases, bool) or int(cases) != cases or cases < 1:
@@ -89,14 +141,18 @@ def write_synthetic_dataset(
     for name, value in (("size", size), ("spacing", spacing)):
         if value is not None and (len(value) != 3 or not all(v > 0 for v in value)):
             raise ValueError(f"{name} must be three positive numbers, got {tuple(value)}.")
+    settings = [case_settings(seed, case, fov_mix, phase) for case in range(int(cases))]
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "exists and is not a folder")
     written: list[Path] = []
+    records = []
     for case in tqdm(range(int(cases)), desc="synthetic cases", unit="case", disable=not progress):
         case_size, case_spacing, orientation = case_grid(seed, case, size, spacing)
-        case_seed = int(np.random.SeedSequence([seed, case]).generate_state(1)[0])
-        ct, label = make_phantom(case_seed, size=case_size, spacing=case_spacing, orientation=orientation)
+        case_seed, case_phase, fov = settings[case]
+        ct, label = make_phantom(
+            case_seed, size=case_size, spacing=case_spacing, orientation=orientation, phase=case_phase, fov=fov
+        )
         if layout == "lits":
             image_path, label_path = out_dir / f"volume-{case}.nii.gz", out_dir / f"segmentation-{case}.nii.gz"
         else:
@@ -105,9 +161,27 @@ def write_synthetic_dataset(
                 out_dir / "labelsTr" / f"liver_{case}.nii.gz",
             )
         written += [write_image(ct, image_path), write_image(label, label_path)]
+        records.append(_record(image_path.relative_to(out_dir), case_seed, case_phase, fov, case_spacing))
     if layout == "msd":
         written.append(_write_dataset_json(out_dir, int(cases)))
-    return written
+    path = out_dir / PHANTOMS_JSON
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"phantoms": records}, indent=2) + "\n")
+    return [*written, path]
+
+
+def _record(image: Path, seed: int, phase: str, fov: str, spacing: Sequence[float]) -> dict:
+    """What ``phantoms.json`` says of one case."""
+    anatomy = sample_anatomy(seed, phase)
+    return {
+        "image": image.as_posix(),
+        "seed": seed,
+        "phase": phase,
+        "fov": fov,
+        "thickness_mm": round(default_thickness(spacing), 2),
+        "noise_hu": round(anatomy.noise_sigma, 1),
+        "lesions": [lesion.kind for lesion in anatomy.tumours] if fov != "chest" and fov != "pelvis" else [],
+    }
 
 
 def _write_dataset_json(out_dir: Path, cases: int) -> Path:

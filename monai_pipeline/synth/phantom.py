@@ -1,4 +1,4 @@
-"""Synthetic LiTS-like abdominal CT phantoms: an int16 CT in HU and a 0/1/2 label, rendered on any grid.
+"""Synthetic LiTS-like CT phantoms: an int16 CT in HU and a 0/1/2 label, rendered on any grid.
 
 The anatomy of a seed (:func:`sample_anatomy`) is defined in patient LPS millimetres relative to the body centre:
 x grows towards the patient's left (so the liver lies at negative x), y towards the back and z towards the head.
@@ -12,28 +12,24 @@ from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from monai_pipeline.io.geometry import Geometry
-from monai_pipeline.synth.anatomy import (
-    AIR_HU,
-    CANCELLOUS_HU,
-    CORTICAL_HU,
-    CSF_HU,
-    DISC_HU,
-    FAT_HU,
-    LUNG_HU,
-    MUSCLE_HU,
-    RIB_HU,
-    Anatomy,
-    Part,
-    ellipse_depth,
-    sample_anatomy,
-)
+from monai_pipeline.synth.anatomy import Anatomy, Lesion, Part, sample_anatomy
+from monai_pipeline.synth.body import AIR_HU, paint_bones, paint_chest, paint_table
+from monai_pipeline.synth.imaging import NoiseTexture, slice_weights
+from monai_pipeline.synth.organs import FAT_HU
 
-__all__ = ["direction_cosines", "make_phantom", "phantom_geometry"]
+__all__ = ["FIELDS_OF_VIEW", "default_thickness", "direction_cosines", "make_phantom", "phantom_geometry"]
 
-_NOISE_SMOOTHING = 0.6  # in-plane Gaussian sigma (voxels) of the noise filter
+FIELDS_OF_VIEW: tuple[str, ...] = ("abdomen", "partial-liver", "chest", "pelvis")
+"""``abdomen``: centred on the body, the whole liver in a usual field of view; ``partial-liver``: the scan starts or
+ends part way through the liver; ``chest``: lungs and heart above the liver, none of it; ``pelvis``: bladder,
+pelvic bones and bowel below the liver, none of it."""
+
+
+def default_thickness(spacing: Sequence[float]) -> float:
+    """The slice thickness (mm) of a grid when none is given: its slice spacing, kept within 1-5 mm."""
+    return float(min(max(float(spacing[2]), 1.0), 5.0))
 
 
 def direction_cosines(orientation: str | Sequence[float]) -> tuple[float, ...]:
@@ -88,26 +84,59 @@ def make_phantom(
     spacing: Sequence[float] = (2.2, 2.2, 5.0),
     orientation: str | Sequence[float] = "LPS",
     noise: bool = True,
+    phase: str | None = None,
+    fov: str = "abdomen",
+    thickness: float | None = None,
 ) -> tuple[sitk.Image, sitk.Image]:
-    """A synthetic abdominal CT (int16, HU) and its label (uint8: 0 background, 1 liver, 2 tumour).
+    """A synthetic CT (int16, HU) and its label (uint8: 0 background, 1 liver, 2 lesion).
+
+    The liver's label includes the portal and hepatic veins inside it; the vena cava, gallbladder and every other
+    organ are background. Every lesion (metastasis, HCC or cyst) is label 2.
 
     Args:
-        seed: chooses the patient (:func:`sample_anatomy`) and the noise; equal seeds give equal images.
+        seed: chooses the patient (:func:`sample_anatomy`) and the noise; equal arguments give equal images.
         size: voxels along the index axes (x, y, z).
         spacing: voxel size in mm along the index axes.
         orientation: a 3-letter code ("LPS", "RAS", "LAI", ...) or 9 direction cosines for an oblique grid.
-        noise: add Gaussian noise, slightly smoothed in-plane, of 10-20 HU depending on the seed.
+        noise: add CT-like correlated noise of 8-30 HU depending on the seed.
+        phase: contrast phase, one of ``non-contrast``, ``arterial``, ``portal-venous``; default: drawn from the seed.
+        fov: field of view, one of :data:`FIELDS_OF_VIEW`; the label has no liver in ``chest`` and ``pelvis``.
+        thickness: slice thickness in mm, blurring the image (not the label) across slices; default:
+            :func:`default_thickness`.
 
     Returns:
-        The CT and the label on the same grid, whose field of view is centred on the body.
+        The CT and the label on the same grid.
 
     Raises:
-        ValueError: for a bad seed, size, spacing or orientation.
+        ValueError: for a bad seed, size, spacing, orientation, phase, field of view or thickness.
     """
-    anatomy = sample_anatomy(seed)
+    if fov not in FIELDS_OF_VIEW:
+        raise ValueError(f"fov must be one of {', '.join(FIELDS_OF_VIEW)}, got {fov!r}.")
+    anatomy = sample_anatomy(seed, phase)
     geometry = phantom_geometry(size, spacing, orientation, anatomy.centre)
-    ct, label = _render(anatomy, geometry, noise)
+    thickness = default_thickness(spacing) if thickness is None else thickness
+    weights = slice_weights(thickness, geometry.spacing[2])
+    if fov != "abdomen":
+        margin = thickness + 2 * geometry.spacing[2]
+        rng = np.random.default_rng([anatomy.seed, 4])
+        geometry = phantom_geometry(size, spacing, orientation, _fov_centre(anatomy, geometry, fov, margin, rng))
+    ct, label = _render(anatomy, geometry, weights, noise)
     return geometry.apply(sitk.GetImageFromArray(ct)), geometry.apply(sitk.GetImageFromArray(label))
+
+
+def _fov_centre(anatomy: Anatomy, geometry: Geometry, fov: str, margin: float, rng: np.random.Generator) -> np.ndarray:
+    """The LPS centre of a field of view of ``geometry``'s size that shows the part of the body ``fov`` names."""
+    direction = np.reshape(geometry.direction, (3, 3))
+    half = 0.5 * float(np.sum(np.abs(direction[2]) * (np.asarray(geometry.size) - 1) * geometry.spacing))
+    low, high = anatomy.liver_z_range()
+    if fov == "chest":
+        shift = high + margin + half
+    elif fov == "pelvis":  # below the liver, and down to the ischia when the field of view is long enough
+        shift = min(low - margin - half, anatomy.sacrum_z - 175 + half)
+    else:
+        cut = low + (high - low) * rng.uniform(0.35, 0.65)
+        shift = cut - half if rng.uniform() < 0.5 else cut + half
+    return anatomy.centre + np.array([0.0, 0.0, shift])
 
 
 class _Slice:
@@ -142,96 +171,100 @@ class _Slice:
         return bounds[0], bounds[1]
 
 
-def _render(anatomy: Anatomy, geometry: Geometry, noise: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Paint the anatomy onto the grid slice by slice; returns the (z, y, x) CT (int16) and label (uint8)."""
+def _render(anatomy: Anatomy, geometry: Geometry, weights: np.ndarray, noise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Paint the anatomy slice by slice, average slabs with ``weights`` and add noise; (z, y, x) int16 CT, uint8 label.
+
+    Each slice is painted once and kept only while a later slab still needs it.
+    """
     ct = np.empty(geometry.shape, dtype=np.int16)
     label = np.empty(geometry.shape, dtype=np.uint8)
     grid = _Slice(geometry, anatomy.centre)
     rng = np.random.default_rng([anatomy.seed, 1])
-    impulse = ndimage.gaussian_filter1d(np.eye(1, 41, 20)[0], _NOISE_SMOOTHING)
-    scale = np.float32(anatomy.noise_sigma / np.sum(impulse**2))  # smoothing in 2D divides the std by sum(k^2)
+    texture = NoiseTexture(geometry.shape[1:], geometry.spacing[1::-1], anatomy.noise_sigma, anatomy.noise_peak)
+    reach, last = len(weights) // 2, geometry.size[2] - 1
+    painted: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for k in range(geometry.size[2]):
-        hu, label[k] = _render_slice(anatomy, grid, grid.at(k))
+        for j in range(max(k - reach, 0), min(k + reach, last) + 1):
+            if j not in painted:
+                painted[j] = _render_slice(anatomy, grid, grid.at(j))
+        hu = sum(w * painted[min(max(k + o, 0), last)][0] for o, w in zip(range(-reach, reach + 1), weights))
+        label[k] = painted[k][1]
+        painted.pop(k - reach, None)
         if noise:
-            hu += ndimage.gaussian_filter(rng.standard_normal(hu.shape, dtype=np.float32), _NOISE_SMOOTHING) * scale
+            hu = hu + texture.sample(rng)
         ct[k] = np.clip(np.rint(hu), -1024, 3071)
     return ct, label
 
 
-def _paint(part: Part, points: np.ndarray, hu: np.ndarray, where: np.ndarray) -> None:
+def _paint(anatomy: Anatomy, part: Part, points: np.ndarray, hu: np.ndarray, where: np.ndarray) -> None:
     """Paint ``part`` into ``hu`` (the values at ``points``) only ``where`` true."""
     depth = part.shape.depth(points)
     mask = (depth > 0) & where
-    hu[mask] = np.where(depth[mask] > part.rim, part.core_hu, part.hu)
+    if not mask.any():
+        return
+    core = depth[mask] > part.rim
+    values = np.where(core, np.float32(part.core_hu), np.float32(part.hu))
+    if part.mottle:  # the product of two fine fields: blotches without a direction
+        fine = points[:, mask] * np.float32(3.0)
+        values += core * part.mottle * anatomy.textured(fine) * anatomy.textured(fine[::-1] * np.float32(0.8))
+    hu[mask] = values
+
+
+def _paint_layer(
+    anatomy: Anatomy, parts: tuple[Part, ...], grid: _Slice, points: np.ndarray, hu: np.ndarray, where: np.ndarray
+) -> None:
+    """Paint ``parts`` in turn, each only near itself and ``where`` true."""
+    for part in parts:
+        if (window := grid.window(part.shape.centre, part.shape.reach)) is not None:
+            _paint(anatomy, part, points[(slice(None), *window)], hu[window], where[window])
 
 
 def _render_slice(anatomy: Anatomy, grid: _Slice, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The noiseless HU (float32) and the label of one slice of points (3, ny, nx)."""
-    x, y, z = points
-    hu = np.full(x.shape, AIR_HU, dtype=np.float32)
-    lab = np.zeros(x.shape, dtype=np.uint8)
+    hu = np.full(points.shape[1:], AIR_HU, dtype=np.float32)
+    lab = np.zeros(points.shape[1:], dtype=np.uint8)
     body = anatomy.wall_depth(points, 0.0) > 0
     texture = np.zeros_like(hu)
     texture[body] = anatomy.textured(points[:, body])
     hu[body] = FAT_HU + 6 * texture[body]
-    hu[anatomy.wall_depth(points, anatomy.fat) > 0] = MUSCLE_HU
+    wall = anatomy.wall_depth(points, anatomy.fat) > 0
+    hu[wall] = anatomy.hu["muscle"]
     cavity = anatomy.wall_depth(points, anatomy.fat + anatomy.muscle)
     inside = cavity > 0
-    hu[inside] = 25 - 125 / (1 + np.exp(-4 * (texture[inside] - anatomy.visceral_fat)))  # bowel or visceral fat
-    for part in anatomy.organs:
-        if (window := grid.window(part.shape.centre, part.shape.reach)) is not None:
-            _paint(part, points[(slice(None), *window)], hu[window], inside[window])
-    (ca, cb), (right, left) = anatomy.cavity, anatomy.domes
-    if z.max() > min(right, left) - 80:
-        dome = np.where(x < 0, right, left) - 30 * ((np.abs(x) - 0.5 * ca) / (0.5 * ca)) ** 2 - 15 * (y / cb) ** 2
-        lung = inside & (z > dome)
-        hu[lung] = LUNG_HU + 40 * texture[lung]
-        if (window := grid.window(anatomy.heart.shape.centre, anatomy.heart.shape.reach)) is not None:
-            _paint(anatomy.heart, points[(slice(None), *window)], hu[window], inside[window])
-    _paint_bones(anatomy, points, hu, cavity)
+    bowel = 0.5 * anatomy.hu["bowel_wall"] + 10  # collapsed bowel and mesentery, or visceral fat
+    hu[inside] = bowel + (FAT_HU - bowel) / (1 + np.exp(-4 * (texture[inside] - anatomy.visceral_fat)))
+    _paint_layer(anatomy, anatomy.organs, grid, points, hu, inside)
+    paint_chest(anatomy, points, hu, inside)
+    _paint_layer(anatomy, anatomy.late, grid, points, hu, inside)
+    _paint_layer(anatomy, anatomy.skeleton, grid, points, hu, wall)
+    paint_bones(anatomy, points, hu, cavity)
+    paint_table(anatomy, points, hu)
+    low, high = anatomy.liver_z_range()
     reach = max(np.linalg.norm(lobe.centre) + lobe.reach for lobe in anatomy.lobes) + 30
-    if (window := grid.window(np.zeros(3), reach)) is not None:
+    if low < points[2].max() and points[2].min() < high and (window := grid.window(np.zeros(3), reach)) is not None:
         liver = anatomy.liver_depth(points[(slice(None), *window)], cavity[window]) > 0
         hu[window][liver] = anatomy.liver_hu + 3 * texture[window][liver]
         lab[window][liver] = 1
+        _paint_layer(anatomy, anatomy.hepatic, grid, points, hu, lab == 1)
         for tumour in anatomy.tumours:
             _paint_tumour(anatomy, tumour, grid, points, hu, lab)
     return hu, lab
 
 
 def _paint_tumour(
-    anatomy: Anatomy, tumour: Part, grid: _Slice, points: np.ndarray, hu: np.ndarray, lab: np.ndarray
+    anatomy: Anatomy, tumour: Lesion, grid: _Slice, points: np.ndarray, hu: np.ndarray, lab: np.ndarray
 ) -> None:
-    """Paint a tumour (label 2) where it lies in the liver and so do the centres of all 6 neighbouring voxels."""
+    """Paint a lesion (label 2) where it lies in the liver and so do the centres of all 6 neighbouring voxels."""
     if (window := grid.window(tumour.shape.centre, tumour.shape.reach)) is None:
         return
     sub = points[(slice(None), *window)]
-    candidate = (tumour.shape.depth(sub) > 0) & (lab[window] == 1)
+    depth = tumour.shape.depth(sub)
+    candidate = (depth > 0) & (lab[window] >= 1)
     if not candidate.any():
         return
     keep = np.ones(int(candidate.sum()), dtype=bool)
     for step in np.concatenate([grid.steps.T, -grid.steps.T]):
         keep &= anatomy.liver_depth(sub[:, candidate] + step[:, None]) > 0
     candidate[candidate] = keep
-    _paint(tumour, sub, hu[window], candidate)
+    hu[window][candidate] = tumour.values(depth[candidate])
     lab[window][candidate] = 2
-
-
-def _paint_bones(anatomy: Anatomy, points: np.ndarray, hu: np.ndarray, cavity: np.ndarray) -> None:
-    """Spine (vertebrae with discs, canal and arch), paraspinal muscles and ribs."""
-    x, y, z = points
-    near = (np.abs(x) < 70) & (y > anatomy.spine_y - 25) & (y < anatomy.spine_y + 70)
-    if near.any():
-        px, py, pz, values = x[near], y[near] - anatomy.spine_y, z[near], hu[near]
-        values[(ellipse_depth(np.abs(px) - 32, py - 37, 26, 22) > 0) & (values > AIR_HU)] = MUSCLE_HU
-        depth = ellipse_depth(px, py, 21, 16)
-        bone = depth > 0
-        disc = np.mod(pz[bone] - 7.0, 32.0) < 7.0
-        values[bone] = np.where(disc, DISC_HU, np.where(depth[bone] < 2.5, CORTICAL_HU, CANCELLOUS_HU))
-        values[(np.hypot(px, py - 25) < 14) | (ellipse_depth(px, py - 47, 5, 12) > 0)] = CORTICAL_HU - 200  # arch
-        values[np.hypot(px, py - 25) < 8] = CSF_HU
-        hu[near] = values
-    (ca, cb), low = anatomy.cavity, anatomy.lobes[0].centre[2] - 40
-    wall = (cavity < -1) & (cavity > -9) & (np.abs(x) > 30) & ~((y < 0) & (np.abs(x) < 60)) & (z > low)
-    arc = np.arctan2(np.abs(x) / ca, y / cb) * ((ca + cb) / 2)  # mm along the wall from the spine
-    hu[wall & (np.cos((z + 0.5 * arc) * (2 * np.pi / 32.0)) > 0.55)] = RIB_HU  # ribs fall 1 mm per 2 mm forward
