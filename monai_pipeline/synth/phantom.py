@@ -224,12 +224,15 @@ def _render_slice(anatomy: Anatomy, grid: _Slice, points: np.ndarray) -> tuple[n
     hu = np.full(points.shape[1:], AIR_HU, dtype=np.float32)
     lab = np.zeros(points.shape[1:], dtype=np.uint8)
     body = anatomy.wall_depth(points, 0.0) > 0
+    inner = points[:, body]
     texture = np.zeros_like(hu)
-    texture[body] = anatomy.textured(points[:, body])
+    texture[body] = anatomy.textured(inner)
     hu[body] = FAT_HU + 6 * texture[body]
-    wall = anatomy.wall_depth(points, anatomy.fat) > 0
+    wall = np.zeros_like(body)
+    wall[body] = anatomy.wall_depth(inner, anatomy.fat) > 0
     hu[wall] = anatomy.hu["muscle"]
-    cavity = anatomy.wall_depth(points, anatomy.fat + anatomy.muscle)
+    cavity = np.full(hu.shape, -1e3, dtype=np.float32)  # outside the body: far outside the cavity
+    cavity[body] = anatomy.wall_depth(inner, anatomy.fat + anatomy.muscle)
     inside = cavity > 0
     bowel = 0.5 * anatomy.hu["bowel_wall"] + 10  # collapsed bowel and mesentery, or visceral fat
     hu[inside] = bowel + (FAT_HU - bowel) / (1 + np.exp(-4 * (texture[inside] - anatomy.visceral_fat)))
