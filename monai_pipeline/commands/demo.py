@@ -129,6 +129,7 @@ def _write_held_out(folder: Path, cases: int, seed: int, quiet: bool) -> None:
         (folder / target).mkdir(parents=True, exist_ok=True)
         for path in sorted(staging.glob(f"{kind}-*.nii.gz")):
             path.replace(folder / target / path.name)
+    (staging / "phantoms.json").replace(folder / "phantoms.json")  # each case's phase and field of view
     staging.rmdir()
 
 

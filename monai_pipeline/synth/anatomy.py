@@ -130,7 +130,8 @@ class Anatomy:
         for part in self.carved:
             z, reach = float(part.shape.centre[2]), part.shape.z_extent
             if z - reach < high and z + reach > low:
-                depth = np.minimum(depth, -part.shape.depth(points) - 1.5)
+                gap = 0.0 if part.name == "ivc" else 1.5  # the liver wraps the cava; fat lines the others
+                depth = np.minimum(depth, -part.shape.depth(points) - gap)
         return depth
 
     def textured(self, points: np.ndarray) -> np.ndarray:

@@ -22,7 +22,8 @@ __all__ = ["FOV_MIX", "LAYOUTS", "PHANTOMS_JSON", "case_grid", "case_settings", 
 FOV_MIX: dict[str, float] = {"abdomen": 0.8, "partial-liver": 0.1, "chest": 0.05, "pelvis": 0.05}
 """The default share of each field of view in a dataset."""
 PHANTOMS_JSON = "phantoms.json"
-"""Written beside a dataset: per case its seed, contrast phase, field of view, slice thickness, noise and lesions."""
+"""Written beside a dataset: per case its seed, contrast phase, field of view, slice thickness, noise and lesion
+kinds."""
 
 LAYOUTS: tuple[str, ...] = ("lits", "msd")
 """``lits``: ``volume-<i>.nii.gz`` and ``segmentation-<i>.nii.gz`` side by side; ``msd``: ``imagesTr/liver_<i>.nii.gz``,
@@ -171,7 +172,7 @@ def write_synthetic_dataset(
 
 
 def _record(image: Path, seed: int, phase: str, fov: str, spacing: Sequence[float]) -> dict:
-    """What ``phantoms.json`` says of one case."""
+    """What ``phantoms.json`` says of one case; its lesion kinds are the patient's (a partial liver may miss some)."""
     anatomy = sample_anatomy(seed, phase)
     return {
         "image": image.as_posix(),
@@ -180,7 +181,7 @@ def _record(image: Path, seed: int, phase: str, fov: str, spacing: Sequence[floa
         "fov": fov,
         "thickness_mm": round(default_thickness(spacing), 2),
         "noise_hu": round(anatomy.noise_sigma, 1),
-        "lesions": [lesion.kind for lesion in anatomy.tumours] if fov != "chest" and fov != "pelvis" else [],
+        "lesion_kinds": sorted({lesion.kind for lesion in anatomy.tumours}) if fov not in ("chest", "pelvis") else [],
     }
 
 
