@@ -152,3 +152,30 @@ def test_two_dimensional_metatensor_with_the_default_3d_affine() -> None:
     expected = np.eye(4)
     expected[:2, :2], expected[:2, 3] = transform.voxel_map((16, 12))[:2, :2], transform.voxel_map((16, 12))[:2, 2]
     np.testing.assert_allclose(out.affine.numpy(), expected, atol=1e-12)
+
+
+def test_mirror_transforms_flip_only_the_named_axes() -> None:
+    from monai_pipeline.training import mirror_transforms
+
+    assert mirror_transforms([]) == []
+    flips = mirror_transforms([0, 2], prob=1.0)
+    assert [flip.flipper.spatial_axis for flip in flips] == [0, 2]
+    image = torch.arange(24, dtype=torch.float32).reshape(1, 2, 3, 4)
+    out = Compose(flips)({"image": image, "label": image.clone()})
+    np.testing.assert_array_equal(out["image"].numpy(), image.numpy()[:, ::-1, :, ::-1])
+    np.testing.assert_array_equal(out["label"].numpy(), out["image"].numpy())
+    with pytest.raises(ValueError, match="mirror_axes must be distinct axes in 0..1"):
+        mirror_transforms([2], spatial_dims=2)
+    with pytest.raises(ValueError, match="distinct"):
+        mirror_transforms([0, 0])
+
+
+@pytest.mark.parametrize(("overlay", "axes"), [(None, []), ("2d.json", [])])
+def test_the_bundle_mirrors_nothing_by_default_and_records_it_for_inference(overlay, axes) -> None:
+    parser = ConfigParser()
+    parser.read_config([BUNDLE / "configs" / "train.json"] + ([BUNDLE / "configs" / overlay] if overlay else []))
+    assert parser.get_parsed_content("train#mirroring") == []
+    assert not any(type(t).__name__ == "RandFlipd" for t in parser.get_parsed_content("train#spatial_augmentation"))
+    assert parser.get_parsed_content("inference_args")["mirror_axes"] == axes
+    parser["mirror_axes"] = [0, 1]
+    assert [f.flipper.spatial_axis for f in parser.get_parsed_content("train#mirroring", lazy=False)] == [0, 1]

@@ -130,6 +130,7 @@ def test_3d_run_writes_a_complete_run_folder(run3d, prep):
         "context": 1,
         "sw_batch_size": 4,
         "overlap": 0.25,
+        "mirror_axes": [],
     }
     assert (record["fold"], record["max_epochs"], record["dataset_dir"]) == (0, 2, str(prep))
 
@@ -177,6 +178,7 @@ def test_2d_run_records_the_slice_context(prep, tmp_path):
         "context": 5,
         "sw_batch_size": 16,
         "overlap": 0.25,
+        "mirror_axes": [],
     }
     weights = load_weights(run / "model.pt")
     build_network(**record["network"]).load_state_dict(weights)

@@ -776,3 +776,15 @@ def test_real_dicom_mask_overlays_the_totalsegmentator_liver(real_data, tmp_path
     inside = float(np.mean(labels[on_grid] >= 1))
     assert inside > 0.9, inside
     assert float(np.mean(labels[flipped] >= 1)) < 0.8 < inside
+
+
+def test_tta_mirrors_the_axes_the_model_was_trained_to_see_mirrored(caplog):
+    from monai_pipeline.inference.predict import _mirrorings
+
+    assert len(list(_mirrorings(3, True))) == 8  # a run that records no axes: every mirroring
+    assert list(_mirrorings(3, True, [0, 2])) == [(), (2,), (4,), (2, 4)]
+    assert list(_mirrorings(2, True, [1])) == [(), (3,)]
+    assert list(_mirrorings(3, False, [0, 1, 2])) == [()]
+    with caplog.at_level("WARNING"):
+        assert list(_mirrorings(3, True, [])) == [()]
+    assert "trained without mirroring" in caplog.text

@@ -383,12 +383,20 @@ def test_empty_training_list_names_prepare(prepared: Path) -> None:
     assert "no training cases" in message and PREPARE in message
 
 
-def test_fold_leaving_no_training_case(prepared: Path) -> None:
+def test_one_fold_trains_on_the_cases_it_validates_on(prepared: Path, caplog) -> None:
     training = json.loads((prepared / "datalist.json").read_text())["training"]
     _set_training(prepared, [{**entry, "fold": 0} for entry in training])
     assert len(fold_files(prepared, 0, "val")) == 5
-    with pytest.raises(PipelineError, match="leaves no train case") as err:
-        fold_files(prepared, 0, "train")
+    with caplog.at_level("WARNING"):
+        assert fold_files(prepared, 0, "train") == fold_files(prepared, 0, "val")
+    assert "training validates on its own cases" in caplog.text
+
+
+def test_fold_leaving_no_validation_case(prepared: Path) -> None:
+    training = json.loads((prepared / "datalist.json").read_text())["training"]
+    _set_training(prepared, [{**entry, "fold": i % 2} for i, entry in enumerate(training)])
+    with pytest.raises(PipelineError, match="fold 2 does not exist") as err:
+        fold_files(prepared, 2, "val")
     _one_line(err)
 
 

@@ -4,7 +4,8 @@ and the way back onto the scan's own grid."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from typing import NamedTuple
 
@@ -20,6 +21,8 @@ from monai_pipeline.preprocessing.crop import array_box, crop_geometry
 from monai_pipeline.preprocessing.pipeline import PreprocessedCase, preprocess
 from monai_pipeline.preprocessing.resample import resample_onto
 from monai_pipeline.training.inferers import SliceStackInferer
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Prediction", "predict_probabilities", "probabilities_to_labels", "probability_image", "SLAB_VOXELS"]
 
@@ -55,7 +58,9 @@ def predict_probabilities(
     Args:
         image: the CT in HU on its own grid.
         model: the loaded networks.
-        tta: also predict on every mirroring of the in-plane (2D) or all three (3D) axes and average.
+        tta: also predict on every mirroring of the axes the model was trained to see mirrored (``mirror_axes`` in
+            its ``run.json``; every in-plane (2D) or all three (3D) axes for runs that do not record them) and
+            average. A model trained without mirroring has nothing to average: a warning says so.
         overlap: sliding-window overlap (default: the run's).
         sw_batch_size: windows per network call (default: the run's).
 
@@ -75,7 +80,7 @@ def predict_probabilities(
     with torch.inference_mode(), autocast:
         for network in model.networks:
             unmirrored = None
-            for dims in _mirrorings(spatial_dims, tta):
+            for dims in _mirrorings(spatial_dims, tta, model.inference.get("mirror_axes")):
                 flipped = torch.flip(volume, dims) if dims else volume
                 probabilities = torch.softmax(inferer(flipped, network).float(), dim=1)
                 probabilities = torch.flip(probabilities, dims) if dims else probabilities
@@ -104,9 +109,18 @@ def _dice(a: torch.Tensor, b: torch.Tensor) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def _mirrorings(spatial_dims: int, tta: bool) -> Iterator[tuple[int, ...]]:
-    axes = (2, 3) if spatial_dims == 2 else (2, 3, 4)
-    if not tta:
+def _mirrorings(spatial_dims: int, tta: bool, trained: Sequence[int] | None = None) -> Iterator[tuple[int, ...]]:
+    """The tensor dims to flip for each prediction: none, then (with ``tta``) every combination of the mirrored axes.
+
+    Args:
+        spatial_dims: 2 or 3.
+        tta: mirror at all.
+        trained: the spatial axes training mirrored (``None``: a run that does not record them, all axes).
+    """
+    axes = tuple(a + 2 for a in trained) if trained is not None else ((2, 3) if spatial_dims == 2 else (2, 3, 4))
+    if not tta or not axes:
+        if tta:
+            logger.warning("--tta: the model was trained without mirroring, so there is nothing to average")
         yield ()
         return
     for count in range(len(axes) + 1):

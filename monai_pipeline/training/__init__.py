@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monai_pipeline.training.augment import RandGridAffined
+from monai_pipeline.training.augment import RandGridAffined, mirror_transforms
 from monai_pipeline.training.checkpoint import BEST_NAME, LAST_NAME, RunCheckpoint, check_resume
 from monai_pipeline.training.csv_log import EpochCSVLogger
 from monai_pipeline.training.data import copy_preprocessing, fold_files, load_datalist
@@ -38,6 +38,7 @@ __all__ = [
     "is_rank_zero",
     "load_datalist",
     "load_pretrained",
+    "mirror_transforms",
     "read_run_record",
     "region_output",
     "write_run_record",
