@@ -1,9 +1,9 @@
-"""A learning test: the 3D bundle, trained for about 75 seconds on a CPU, segments the liver of synthetic
-phantoms it has never seen with a Dice of at least 0.85.
+"""A learning test: the 3D bundle, trained for about 105 seconds on a CPU, segments the liver of synthetic
+phantoms it has never seen with a Dice of at least 0.80.
 
 The budget: the whole suite must stay under 10 minutes on 2 CPU cores and no GPU, and the rest of it takes about
-3, so this test gets well under 3 minutes: it takes about 85 s on an otherwise idle machine (8 s to write and
-prepare the phantoms, 75 s to train, 2 s to check). What makes it fit:
+3, so this test gets well under 3 minutes: it takes about 125 s on an otherwise idle machine (15 s to write and
+prepare the phantoms, 105 s to train, 2 s to check). What makes it fit:
 
 - coarse voxels: at 5 mm a prepared phantom is about 68 x 50 x 48 voxels, so a 48^3 patch sees most of the abdomen
   (at 4 mm it sees less, and learning is markedly slower);
@@ -45,11 +45,12 @@ SPACING_MM = 5.0
 """Isotropic voxel size of the prepared dataset; the phantoms' liver is about 170-230 mm tall and 1-2 L."""
 TRAIN_FOLD, HELD_OUT_FOLD = 0, 1
 EPOCHS = 30
-"""Of 4 iterations of 2 phantoms x 2 patches: about 2.6 s per epoch on 2 cores, and 0.8 s per validation."""
+"""Of 4 iterations of 2 phantoms x 2 patches: about 3.4 s per epoch on 2 cores, and 0.9 s per validation."""
 TRAINING_SEED = 0
-"""The bundle's ``seed`` (MONAI ``set_determinism``): crops, augmentation and initial weights. Training seeds 0-4
-reached a held-out liver Dice of 0.905-0.940 with these settings (seed 1 is the slowest learner; data seed 3 gives
-0.92-0.94), so the threshold has a margin of at least 0.05."""
+"""The bundle's ``seed`` (MONAI ``set_determinism``): crops, augmentation and initial weights. On the phantoms with
+their surrounding anatomy (spleen, kidneys, pancreas, bowel wall and vessels of liver-like HU, three contrast
+phases), whole-abdomen fields of view, this seed reaches a held-out liver Dice of 0.85 at epoch 20-30 (0.77 at
+epoch 10); the threshold leaves a margin of 0.05."""
 OVERRIDES = {
     "seed": TRAINING_SEED,
     "filters": [8, 16, 32, 64],
@@ -63,7 +64,7 @@ OVERRIDES = {
     "num_workers": 0,
     "cache_rate": 1.0,
 }
-MIN_LIVER_DICE = 0.85
+MIN_LIVER_DICE = 0.80
 
 
 def _case_name(index: int) -> str:
@@ -78,7 +79,7 @@ def _make_dataset(root: Path) -> Path:
     ``fold=1`` validates on exactly the held-out phantoms and trains on exactly the others.
     """
     raw, prepared = root / "raw", root / "prepared"
-    write_synthetic_dataset(raw, TRAINING_CASES + HELD_OUT_CASES, seed=DATA_SEED, progress=False)
+    write_synthetic_dataset(raw, TRAINING_CASES + HELD_OUT_CASES, seed=DATA_SEED, progress=False, fov_mix="abdomen")
     config = PreprocessingConfig(spacing=(SPACING_MM,) * 3)
     summary = prepare_dataset(raw, prepared, config, folds=2, seed=0, workers=1, progress=False)
     assert summary.ok, summary.failed
