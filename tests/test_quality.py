@@ -17,6 +17,7 @@ from monai_pipeline.inference.quality import (
     LIVER_ML_RANGE,
     MAX_LIVER_ENTROPY,
     MIN_TTA_DICE,
+    MIN_WHOLE_LIVER_ML,
     NO_LIVER_ML,
     QualityFlag,
     confidence_flags,
@@ -162,6 +163,21 @@ def test_no_postprocess_keeps_the_small_liver_but_flags_it():
     result = segment(image, oracle_model(SPACING), postprocessing=PostprocessConfig.off())
     assert 0 < result.summary["liver_volume_ml"] < NO_LIVER_ML
     assert _codes(result.flags) == ["no_liver"] and "post-processing" not in result.flags[0].reason
+
+
+def test_a_whole_liver_too_small_to_be_one_is_emptied_and_called_no_liver():
+    # 65 mL that no edge cuts off: what a network calls liver in a pelvis-only scan, not a liver
+    image = _phantom(liver=((-10.0, 5.0, 3.0), (25.0, 25.0, 25.0)))
+    result = segment(image, oracle_model(SPACING))
+    assert result.summary["liver_volume_ml"] == 0.0 and not sitk.GetArrayFromImage(result.mask).any()
+    (flag,) = result.flags
+    assert flag.code == "no_liver" and f"below {MIN_WHOLE_LIVER_ML:g} mL for a whole liver" in flag.reason
+    kept = segment(image, oracle_model(SPACING), postprocessing=PostprocessConfig.off())
+    assert NO_LIVER_ML < kept.summary["liver_volume_ml"] < MIN_WHOLE_LIVER_ML
+    assert _codes(kept.flags) == ["liver_volume"]
+    # the same size cut off by the scan's last slice may be the tip of a liver: kept, and flagged as partial
+    tip = segment(image[:, :, : int(SIZE[2] * 0.55)], oracle_model(SPACING))
+    assert 0 < tip.summary["liver_volume_ml"] < MIN_WHOLE_LIVER_ML and _codes(tip.flags) == ["partial_liver"]
 
 
 def test_near_uniform_network_is_low_confidence():

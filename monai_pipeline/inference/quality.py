@@ -4,7 +4,8 @@ Four checks, each giving a :class:`QualityFlag` with a code and a reason that st
 threshold:
 
 ==================  ============================================================================================
-``no_liver``        the liver (liver + tumour) is below :data:`NO_LIVER_ML`; post-processing then empties the mask
+``no_liver``        the liver (liver + tumour) is below :data:`NO_LIVER_ML`, or below :data:`MIN_WHOLE_LIVER_ML` while
+                    the scan covers it whole; post-processing then empties the mask
 ``liver_volume``    the liver is outside :data:`LIVER_ML_RANGE` (only its upper end when the liver is cut off)
 ``partial_liver``   the liver reaches the scan's first or last slice along the head-foot axis, or the in-plane edge
 ``low_confidence``  mean entropy inside the liver above :data:`MAX_LIVER_ENTROPY`, or TTA flips disagreeing
@@ -31,6 +32,8 @@ from monai_pipeline.preprocessing.crop import array_box
 __all__ = [
     "QualityFlag",
     "NO_LIVER_ML",
+    "MIN_WHOLE_LIVER_ML",
+    "not_a_liver",
     "LIVER_ML_RANGE",
     "MAX_LIVER_ENTROPY",
     "MIN_TTA_DICE",
@@ -47,6 +50,12 @@ NO_LIVER_ML = 30.0
 """Below this, no liver was found: the smallest adult livers are near 600 mL and even a scan that catches only the
 liver's tip holds more, while spurious specks the network calls liver (in the spleen, the heart, bowel) are a few mL.
 The phantoms' livers are 895-2077 mL whole and 390-880 mL in a 50 mm cut."""
+
+MIN_WHOLE_LIVER_ML = 200.0
+"""A liver that no edge of the scan cuts off (so the scan holds all of it) and is smaller than this is no liver: a
+third of the smallest adult livers. It catches what a network calls liver in a scan that holds none (a blob of a
+few tens of mL in the bowel or the spleen of a pelvis-only or chest-only scan, 36 mL on the lowest 150 mm of the
+TotalSegmentator example CT), while a liver cut off by the scan's edge keeps the lower :data:`NO_LIVER_ML`."""
 
 LIVER_ML_RANGE = (600.0, 4500.0)
 """A whole adult liver lies in this range (CT volumetry: about 800-2500 mL in healthy adults; small livers of
@@ -83,7 +92,11 @@ def head_foot_axis(geometry: Geometry) -> int:
 
 
 def liver_flags(
-    labels: np.ndarray, geometry: Geometry, liver_ml: float, found_ml: float | None = None
+    labels: np.ndarray,
+    geometry: Geometry,
+    liver_ml: float,
+    found_ml: float | None = None,
+    whole_ml: float | None = None,
 ) -> list[QualityFlag]:
     """``no_liver``, ``partial_liver`` and ``liver_volume`` of a mask (z, y, x) on the scan's grid ``geometry``.
 
@@ -92,10 +105,16 @@ def liver_flags(
         geometry: the scan's grid.
         liver_ml: the mask's liver + tumour volume.
         found_ml: the liver the network marked on its own grid, named when post-processing left none of it.
+        whole_ml: the liver post-processing emptied as :func:`not_a_liver`, named instead.
     """
     if liver_ml < NO_LIVER_ML:
         emptied = f" (the network marked {found_ml:.1f} mL, post-processing left none)" if found_ml else ""
         reason = f"liver {liver_ml:.1f} mL, below {NO_LIVER_ML:g} mL: no liver found{emptied}"
+        if whole_ml:
+            reason = (
+                f"no liver found: the network marked {whole_ml:.1f} mL that no edge of the scan cuts off, below "
+                f"{MIN_WHOLE_LIVER_ML:g} mL for a whole liver; post-processing left none"
+            )
         return [QualityFlag("no_liver", reason)]
     flags = []
     edges = _edges_reached(labels, geometry)
@@ -109,6 +128,12 @@ def liver_flags(
     elif liver_ml < low and not edges:
         flags.append(QualityFlag("liver_volume", f"liver {liver_ml:.0f} mL, below the plausible {low:g} mL"))
     return flags
+
+
+def not_a_liver(labels: np.ndarray, geometry: Geometry, liver_ml: float) -> bool:
+    """True for a liver that the scan covers whole (it reaches no edge) and that is below
+    :data:`MIN_WHOLE_LIVER_ML`: post-processing empties it, and :func:`liver_flags` then says ``no_liver``."""
+    return 0 < liver_ml < MIN_WHOLE_LIVER_ML and not _edges_reached(labels, geometry)
 
 
 def _edges_reached(labels: np.ndarray, geometry: Geometry) -> list[str]:

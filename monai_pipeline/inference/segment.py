@@ -12,7 +12,13 @@ from monai_pipeline.inference.lesions import Lesion, measure_lesions, scan_summa
 from monai_pipeline.inference.model import LoadedModel
 from monai_pipeline.inference.postprocess import PostprocessConfig, liver_region, mask_box, postprocess
 from monai_pipeline.inference.predict import predict_probabilities, probabilities_to_labels, probability_image
-from monai_pipeline.inference.quality import QualityFlag, confidence_flags, liver_flags, mean_entropy
+from monai_pipeline.inference.quality import (
+    QualityFlag,
+    confidence_flags,
+    liver_flags,
+    mean_entropy,
+    not_a_liver,
+)
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.preprocessing.crop import crop_geometry
 from monai_pipeline.preprocessing.resample import resample_onto
@@ -77,6 +83,12 @@ def segment(
     del kept
     labels = probabilities_to_labels(probs, grid, original, region)
     labels = postprocess(labels, original, postprocessing)
+    whole_ml = None
+    if postprocessing.min_liver_ml > 0:
+        liver_ml = float(np.count_nonzero(labels)) * float(np.prod(original.spacing)) / 1000.0
+        if not_a_liver(labels, original, liver_ml):  # a whole "liver" too small to be one
+            labels[:] = 0
+            whole_ml = liver_ml
     maps = {}
     if probabilities:
         for channel, name in ((1, "liver"), (2, "tumour")):
@@ -84,7 +96,8 @@ def segment(
     lesions = _lesions(labels, original, probs, grid, image)
     summary = scan_summary(labels, original, lesions)
     # the network's liver is named only when post-processing left none of it
-    flags = liver_flags(labels, original, summary["liver_volume_ml"], None if summary["liver_volume_ml"] else found_ml)
+    found = None if summary["liver_volume_ml"] else found_ml
+    flags = liver_flags(labels, original, summary["liver_volume_ml"], found, whole_ml)
     flags += confidence_flags(entropy, tta_dice) if summary["liver_volume_ml"] else []
     summary["liver_entropy"] = None if entropy is None else round(entropy, 4)
     summary["tta_liver_dice"] = None if tta_dice is None else round(tta_dice, 4)
