@@ -62,10 +62,41 @@ def test_demo_writes_every_promised_output(demo):
 
     for row in ("liver Dice (mean per case)", "tumour Dice (global)", "lesion recall (IoU > 0.5)"):
         assert re.search(rf"\| {re.escape(row)} \| [01]\.\d{{3}} \|", stdout), stdout
-    for stage in ("synthesise", "prepare", "train", "infer", "evaluate", "total"):
+    for stage in ("synthesise", "prepare", "train", "infer", "evaluate", "real CT", "total"):
         assert re.search(rf"\| {stage} \| \d+\.\d \|", stdout), stage
     for path in (predictions, evaluation, run, prepared):
         assert str(path) in stdout
+
+
+@pytest.mark.slow
+def test_demo_ends_on_the_shipped_real_ct(demo):
+    from monai_pipeline.samples import totalseg_example_ct
+
+    out, stdout = demo
+    sample = totalseg_example_ct()
+    prediction = out / "real_sample" / "prediction"
+    mask, scan = nib.load(prediction / "example_ct_seg.nii.gz"), nib.load(sample.scan)
+    assert mask.shape == scan.shape
+    np.testing.assert_allclose(mask.affine, scan.affine, atol=1e-4)
+    assert (prediction / "example_ct_preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    evaluation = json.loads((out / "real_sample" / "evaluation" / "summary.json").read_text())
+    dice = evaluation["liver"]["dice_per_case"]["mean"]
+    printed = re.search(r"\| liver Dice against TotalSegmentator's liver \| ([01]\.\d{3}) \|", stdout)
+    assert printed and float(printed.group(1)) == pytest.approx(dice, abs=5e-4), stdout
+    assert re.search(r"\| quality flags \| .+ \|", stdout)
+    assert str(prediction) in stdout
+
+
+def test_shipped_sample_is_whole_with_its_licence():
+    from monai_pipeline.samples import totalseg_example_ct
+
+    sample = totalseg_example_ct()
+    scan, liver = nib.load(sample.scan), nib.load(sample.liver)
+    assert scan.shape == liver.shape == (122, 101, 112)
+    np.testing.assert_allclose(scan.affine, liver.affine, atol=1e-4)
+    assert set(np.unique(np.asarray(liver.dataobj)).tolist()) == {0, 1}
+    assert "Apache License" in (sample.scan.parent / "LICENSE").read_text()
+    assert "TotalSegmentator" in (sample.scan.parent / "README.md").read_text()
 
 
 @pytest.mark.slow
