@@ -254,6 +254,7 @@ def main() -> int:
     parser.add_argument("--real", type=Path, default=REAL, help="folder of the real scans (PROVENANCE.md)")
     parser.add_argument("--phantom-model", type=Path, help="a phantom-trained run to use instead of training one")
     parser.add_argument("--phantom-minutes", type=float, default=PHANTOM_SETTINGS["minutes"])
+    parser.add_argument("--phantom-epochs", type=int, default=PHANTOM_SETTINGS["epochs"], help="cosine length")
     parser.add_argument("--scratch-minutes", type=float, default=REAL_SETTINGS["scratch_minutes"])
     parser.add_argument("--skip-real-training", action="store_true", help="score the phantom model only")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -271,6 +272,7 @@ def main() -> int:
     else:
         print("training the phantom model ...", flush=True)
         PHANTOM_SETTINGS["minutes"] = args.phantom_minutes
+        PHANTOM_SETTINGS["epochs"] = args.phantom_epochs
         run, info = phantom_model(work)
     report["phantom_model"] = info
     print("scoring the phantom model on every real scan ...", flush=True)
