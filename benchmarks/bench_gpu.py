@@ -56,33 +56,19 @@ def write_phantoms(raw: Path, cases: int, workers: int, seed: int) -> None:
         shutil.rmtree(folder)
 
 
-FIELD_OF_VIEW_BOX = {
-    "_target_": "RandCoarseDropoutd",
-    "keys": ["image", "label"],
-    "holes": 1,
-    "spatial_size": [12, 12, 4],
-    "max_spatial_size": "@patch_size",
-    "dropout_holes": False,
-    "fill_value": 0,
-    "prob": 0.25,
-}
-"""A random box of the patch kept, the rest set to 0 in image and label: what sliding-window inference sees at the
-edge of a thin slab or a tight crop (padding with 0)."""
-
 VARIANTS = {
     "recipe": {},
     "mirrored": {"mirror_axes": [0, 1, 2]},
     "roi96": {"roi_size": [96, 96, 96]},
     "scale_wide": {"train#spatial_augmentation#0#prob": 0.5, "train#spatial_augmentation#0#scale_range": [0.3] * 3},
-    "fov_boxes": {"train#slicing": [FIELD_OF_VIEW_BOX]},
+    "no_field_of_view": {"field_of_view_prob": 0},
     "background": {"crop_ratios": [3, 2, 2]},
-    "fov_background": {"train#slicing": [FIELD_OF_VIEW_BOX], "crop_ratios": [3, 2, 2]},
     "slices_2d": {"configs": ["cpu", "2d"]},
 }
 """Phantom models trained side by side: the bundle's CPU recipe (no mirroring), with every axis mirrored as nnU-Net
 does, on 96^3 patches (288 mm of context at 3 mm), with rotation and scaling on half the patches and scales of
-0.7-1.3 (a liver whose scan states a wrong voxel size, or a small patient), with random field-of-view boxes, with
-more background patches, both, and the 2.5D network (whole axial slices with 5 slices of context). ``configs``
+0.7-1.3 (a liver whose scan states a wrong voxel size, or a small patient), without the random fields of view,
+with more background patches, and the 2.5D network (whole axial slices with 5 slices of context). ``configs``
 names the bundle's configuration files (default: ``cpu``)."""
 
 

@@ -179,3 +179,30 @@ def test_the_bundle_mirrors_nothing_by_default_and_records_it_for_inference(over
     assert parser.get_parsed_content("inference_args")["mirror_axes"] == axes
     parser["mirror_axes"] = [0, 1]
     assert [f.flipper.spatial_axis for f in parser.get_parsed_content("train#mirroring", lazy=False)] == [0, 1]
+
+
+@pytest.mark.parametrize("configs", [["train"], ["train", "2d"]])
+def test_bundle_random_field_of_view_keeps_one_box_of_image_and_label_and_zeroes_the_rest(configs) -> None:
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / f"{name}.json") for name in configs])
+    parser["field_of_view_prob"] = 1.0
+    (transform,) = parser.get_parsed_content("train#field_of_view")
+    patch = parser.get_parsed_content("patch_size")
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.uniform(0.1, 1.0, size=(1, *patch)).astype(np.float32))
+    label = torch.from_numpy(rng.integers(1, 3, size=(1, *patch)).astype(np.uint8))
+    transform.set_random_state(seed=3)
+    sizes = []
+    for _ in range(20):
+        out = transform({"image": image.clone(), "label": label.clone()})
+        kept = out["image"][0].numpy() > 0
+        assert kept.any() and not kept.all()
+        box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(kept))
+        assert kept[box].all()  # one box, nothing kept outside it
+        np.testing.assert_array_equal(out["image"][0][box], image[0][box])
+        np.testing.assert_array_equal(out["label"][0].numpy() > 0, kept)  # the label follows the image
+        assert out["label"].dtype == torch.uint8
+        sizes.append([s.stop - s.start for s in box])
+    sizes = np.array(sizes)
+    assert (sizes >= np.minimum([12, 12, 4], patch)).all() and (sizes <= patch).all()
+    assert "field_of_view" in parser.get("train#preprocessing#transforms")

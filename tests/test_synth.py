@@ -425,3 +425,26 @@ def test_mixed_dataset_records_each_case(tmp_path):
         assert record["fov"] in mix and record["phase"] in TISSUE_RANGES and 8 <= record["noise_hu"] <= 30
         assert 1 <= record["thickness_mm"] <= 5
         check_case(written[2 * i], written[2 * i + 1], liver=record["fov"] != "chest")
+
+
+def test_some_lesions_are_subcapsular_and_some_livers_multifocal():
+    counts, subcapsular = [], 0
+    for seed in range(40):
+        anatomy = sample_anatomy(seed)
+        first, *rest = anatomy.tumours
+        assert anatomy.liver_depth(first.shape.surface_points()).min() > 3.0  # the largest lies deep
+        counts.append(len(anatomy.tumours))
+        subcapsular += sum(anatomy.liver_depth(t.shape.surface_points()).min() < 0 for t in rest)
+    assert max(counts) >= 7 and subcapsular >= 10, (counts, subcapsular)
+
+
+def test_a_subcapsular_lesion_reaches_the_liver_surface_and_is_labelled_only_inside_the_liver():
+    anatomy = sample_anatomy(3)  # lesions 1 and 2 reach out through the liver's surface
+    ct, label = make_phantom(3, size=(192, 192, 96), spacing=(1.5, 1.5, 2.0))
+    lab = sitk.GetArrayFromImage(label)
+    tumour = lab == 2
+    depth = ndimage.distance_transform_edt(lab > 0, sampling=(2.0, 1.5, 1.5))  # mm to the nearest background
+    assert len(anatomy.tumours) == 7
+    assert (depth[tumour] <= 3.5).sum() > 20  # at the liver's surface, behind a voxel or two of liver
+    assert depth[tumour].min() > 1.0  # a lesion is painted only where its neighbours are liver too
+    assert set(np.unique(lab)) == {0, 1, 2}

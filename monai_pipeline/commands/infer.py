@@ -15,7 +15,12 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the infer command."""
-    parser.add_argument("--model", required=True, metavar="RUN", help="training run folder (or bundle with models/)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="RUN",
+        help="training run folder (or bundle with models/), or 'phantom': the shipped model trained on phantoms only",
+    )
     parser.add_argument("--input", required=True, metavar="PATH", help="scan file, DICOM folder or folder of scans")
     parser.add_argument("--output", required=True, metavar="OUT", help="output folder")
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N")
@@ -39,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Segment and print a line per scan."""
     from monai_pipeline.inference import PostprocessConfig, infer
+    from monai_pipeline.samples import resolve_model
 
     if args.overlap is not None and not 0 <= args.overlap < 1:
         raise PipelineError(f"--overlap must be >= 0 and < 1, got {args.overlap}")
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             min_liver_ml=PostprocessConfig.min_liver_ml if args.min_liver_ml is None else args.min_liver_ml,
         )
     summary = infer(
-        args.model,
+        resolve_model(args.model),
         args.input,
         args.output,
         folds=args.folds,

@@ -23,7 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fold", type=int, default=0, help="validation fold")
     parser.add_argument("--epochs", type=int, help="maximum epochs (default: the bundle's)")
     parser.add_argument("--output-dir", metavar="RUN", help="run folder (default: <bundle>/models)")
-    parser.add_argument("--pretrained", metavar="CKPT", help="start from these weights (fine-tuning)")
+    parser.add_argument(
+        "--pretrained",
+        metavar="CKPT",
+        help="start from these weights (fine-tuning); 'phantom': the shipped phantom model's (with --config cpu)",
+    )
     parser.add_argument("--freeze-encoder-epochs", type=int, help="keep the encoder frozen this many epochs")
     parser.add_argument(
         "--config",
@@ -39,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print where the run is."""
+    from monai_pipeline.samples import PHANTOM_MODEL, phantom_model
     from monai_pipeline.training.workflow import parse_override, train
 
     overrides = dict(parse_override(text) for text in args.set)
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         fold=args.fold,
         epochs=args.epochs,
         output_dir=args.output_dir,
-        pretrained=args.pretrained,
+        pretrained=phantom_model() / "model.pt" if args.pretrained == PHANTOM_MODEL else args.pretrained,
         overrides=overrides,
         configs=args.config,
         quiet=args.quiet,
