@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from monai_pipeline.errors import InputError, PipelineError
+from monai_pipeline.errors import InputError, case_failure
 from monai_pipeline.inference.lesions import write_lesion_csv
 from monai_pipeline.inference.model import LoadedModel, load_model
 from monai_pipeline.inference.postprocess import PostprocessConfig
@@ -197,8 +197,7 @@ def run_cases(
                 "lesion_list": [asdict(lesion) for lesion in result.lesions],
             }
         except Exception as err:  # noqa: BLE001 - one bad scan is reported, the others go on
-            message = str(err) if isinstance(err, PipelineError) else f"{case.path}: {type(err).__name__}: {err}"
-            summary.failed[case.name] = message.splitlines()[0]
+            summary.failed[case.name] = case_failure(err, case.path)
             summary.details[case.name] = traceback.format_exc()
             if progress:
                 bar.write(f"failed: {summary.failed[case.name]}")
