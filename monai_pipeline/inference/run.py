@@ -21,6 +21,7 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,12 +123,14 @@ def infer(
     overlap: float | None = None,
     sw_batch_size: int | None = None,
     series_uid: str | None = None,
+    assume_spacing: Sequence[float] | None = None,
     progress: bool = True,
 ) -> InferSummary:
     """Segment every scan at ``input_path`` with the model of ``model_dir`` and write the results to ``output_dir``.
 
     A scan that cannot be read or segmented is reported in the summary; the others go on. Every file is written
-    under a temporary name and renamed when complete.
+    under a temporary name and renamed when complete. ``assume_spacing`` (mm along x, y, z) is used for a scan whose
+    header gives no spacing (see :func:`~monai_pipeline.io.read_image`); such a scan fails without it.
 
     Raises:
         InputError: the model, the input or the output folder is unusable.
@@ -146,6 +149,7 @@ def infer(
         overlap=overlap,
         sw_batch_size=sw_batch_size,
         series_uid=series_uid,
+        assume_spacing=assume_spacing,
         progress=progress,
     )
 
@@ -162,6 +166,7 @@ def run_cases(
     overlap: float | None = None,
     sw_batch_size: int | None = None,
     series_uid: str | None = None,
+    assume_spacing: Sequence[float] | None = None,
     progress: bool = True,
 ) -> InferSummary:
     """Segment ``cases`` with a loaded model into ``output_dir`` (see :func:`infer`).
@@ -178,7 +183,7 @@ def run_cases(
         bar.set_postfix_str(case.name)
         start = time.perf_counter()
         try:
-            image = ensure_hu(read_image(case.path, series_uid=series_uid), case.path)
+            image = ensure_hu(read_image(case.path, series_uid=series_uid, assume_spacing=assume_spacing), case.path)
             result = segment(
                 image,
                 model,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.imageglobals import LoggingOutputSuppressor
+from nibabel.openers import ImageOpener
 
 from monai_pipeline.errors import InputError
 from monai_pipeline.io.geometry import shear_problem
@@ -22,23 +24,32 @@ def check_nifti(path: Path) -> bool:
     """Raise :class:`InputError` when a NIfTI file holds less data than its header promises, (for float data) NaN
     or infinite voxels, or axes that are not orthogonal; return whether its header gives the voxel spacing.
 
-    The spacing is missing when the affine nibabel would use (sform, else qform) has an axis of length 0, or, with
-    neither, when pixdim is 0: ITK then reads 1 mm, a guess.
+    The spacing is missing when, with no sform or qform, pixdim is 0: ITK then reads 1 mm, a guess. An sform or
+    qform with an axis of length 0 is refused.
 
     A complete .nii.gz is recognised from the length in its gzip trailer without decompressing it; only when that
     does not match is the stream decompressed to count its bytes.
     """
     try:
-        loaded = nib.load(str(path))
+        with LoggingOutputSuppressor():  # nibabel says it sets a pixdim of 0 to 1: that guess is not taken here
+            loaded = nib.load(str(path))
         header, offset = loaded.header, int(loaded.dataobj.offset)
+        with ImageOpener(str(path)) as stream:
+            raw = type(header).from_fileobj(stream, check=False)
     except Exception as err:  # noqa: BLE001 - nibabel raises many types for a damaged header
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(path, f"cannot be read as an image (corrupt or truncated?): {first}") from err
-    spacing_known = _spacing_known(header)
-    if spacing_known and (header["sform_code"] > 0 or header["qform_code"] > 0):
-        problem = shear_problem(header.get_best_affine()[:3, :3])
+    axes = min(3, len(raw.get_data_shape()))
+    spacing_known = True
+    if raw["sform_code"] > 0 or raw["qform_code"] > 0:
+        matrix = raw.get_best_affine()[:3, :3]
+        if not _positive(np.linalg.norm(matrix[:, :axes], axis=0)):
+            raise InputError(path, "spacing 0 in the header (an axis of its sform or qform has length 0)")
+        problem = shear_problem(matrix)
         if problem is not None:
             raise InputError(path, problem)
+    else:
+        spacing_known = _positive(np.abs(np.asarray(raw["pixdim"][1 : 1 + axes], dtype=float)))
     expected = offset + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
     available = _gzip_length(path, expected) if path.name.lower().endswith(".gz") else path.stat().st_size
     if available < expected:
@@ -51,13 +62,7 @@ def check_nifti(path: Path) -> bool:
     return spacing_known
 
 
-def _spacing_known(header: nib.Nifti1Header) -> bool:
-    """Whether every spatial axis of the image has a non-zero, finite length in the header's affine or pixdim."""
-    axes = min(3, len(header.get_data_shape()))
-    if header["sform_code"] > 0 or header["qform_code"] > 0:
-        lengths = np.linalg.norm(header.get_best_affine()[:3, :axes], axis=0)
-    else:
-        lengths = np.abs(np.asarray(header["pixdim"][1 : 1 + axes], dtype=float))
+def _positive(lengths: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(lengths) & (lengths > 0)))
 
 
