@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from monai_pipeline.errors import InputError
+from monai_pipeline.errors import InputError, PipelineError, case_failure, reason, root_cause
 from monai_pipeline.io import (
     Geometry,
     atomic_path,
@@ -596,13 +596,18 @@ def test_assumed_spacing_is_used_only_when_the_header_has_none(make_image, tmp_p
     assert read_image(written, assume_spacing=(5.0, 5.0, 5.0)).GetSpacing() == pytest.approx(SPACING)
 
 
-def test_metaimage_with_spacing_0_is_refused(tmp_path):
-    (tmp_path / "a.raw").write_bytes(np.zeros((4, 5, 6), np.int16).tobytes())
-    path = tmp_path / "zero.mhd"
+def _metaimage(path: Path, geometry: str) -> Path:
+    """A 6 x 5 x 4 MetaImage header with the ``geometry`` lines, beside its raw data."""
+    path.with_suffix(".raw").write_bytes(np.zeros((4, 5, 6), np.int16).tobytes())
     path.write_text(
-        "ObjectType = Image\nNDims = 3\nElementSpacing = 0 1 1\nDimSize = 6 5 4\nElementType = MET_SHORT\n"
-        "ElementDataFile = a.raw\n"
+        f"ObjectType = Image\nNDims = 3\n{geometry}\nDimSize = 6 5 4\nElementType = MET_SHORT\n"
+        f"ElementDataFile = {path.with_suffix('.raw').name}\n"
     )
+    return path
+
+
+def test_metaimage_with_spacing_0_is_refused(tmp_path):
+    path = _metaimage(tmp_path / "zero.mhd", "ElementSpacing = 0 1 1")
     with pytest.raises(InputError) as err:
         read_image(path)
     assert str(err.value) == f"{path}: spacing 0 in the header; write the voxel size into it"
@@ -626,12 +631,7 @@ def test_sheared_nifti_names_the_problem_and_the_fix(tmp_path):
 
 def test_sheared_metaimage_is_refused_too(tmp_path):
     # ITK reads a MetaImage's skewed TransformMatrix without complaint; the pipeline must not.
-    (tmp_path / "a.raw").write_bytes(np.zeros((4, 5, 6), np.int16).tobytes())
-    path = tmp_path / "sheared.mhd"
-    path.write_text(
-        "ObjectType = Image\nNDims = 3\nElementSpacing = 1 1 1\nTransformMatrix = 1 0 0 0.5 1 0 0 0 1\n"
-        "DimSize = 6 5 4\nElementType = MET_SHORT\nElementDataFile = a.raw\n"
-    )
+    path = _metaimage(tmp_path / "sheared.mhd", "ElementSpacing = 1 1 1\nTransformMatrix = 1 0 0 0.5 1 0 0 0 1")
     with pytest.raises(InputError, match=r"not orthonormal \(axes 26\.6 degrees off square"):
         read_image(path)
 
@@ -640,3 +640,21 @@ def test_float32_rounding_of_an_oblique_affine_is_not_shear(make_image, tmp_path
     oblique = (0.9659258, -0.2588190, 0.0, 0.2588190, 0.9659258, 0.0, 0.0, 0.0, 1.0)  # 15 degrees, 7 digits
     path = write_image(make_image(direction=oblique), tmp_path / "oblique.nii.gz")
     assert read_image(path).GetSize() == SIZE
+
+
+def test_library_errors_are_reported_by_their_root_cause():
+    try:
+        try:
+            sitk.BinShrink(sitk.Image([2, 2, 2], sitk.sitkUInt8), [4, 4, 4])
+        except RuntimeError as err:
+            raise RuntimeError("applying transform <monai.transforms.Something>") from err  # as MONAI wraps it
+    except RuntimeError as err:
+        wrapped = err
+    assert str(root_cause(wrapped)).startswith("Exception thrown in SimpleITK BinShrink: /")
+    assert reason(root_cause(wrapped)) == (
+        "ITK ERROR: BinShrinkImageFilter: InputImage is too small! An output pixel does not map to a whole input bin."
+    )
+    assert case_failure(wrapped, "scan.nii.gz") == f"scan.nii.gz: RuntimeError: {reason(root_cause(wrapped))}"
+    assert case_failure(PipelineError("grid too large"), "scan.nii.gz") == "scan.nii.gz: grid too large"
+    assert case_failure(InputError("other.nii.gz", "bad"), "scan.nii.gz") == "other.nii.gz: bad"
+    assert case_failure(MemoryError(), "scan.nii.gz") == "scan.nii.gz: MemoryError"
