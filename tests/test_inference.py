@@ -578,7 +578,7 @@ def _bad_headers(folder: Path, hu: np.ndarray) -> dict[str, str]:
     nib.save(nib.Nifti1Image(labels, np.diag([1.0, 1.2, 2.0, 1.0])), str(folder / "labels.nii.gz"))
     return {
         "nospacing": f"{folder / 'nospacing.nii.gz'}: spacing 0 in the header (no sform or qform either); "
-        "pass --assume-spacing X Y Z in mm if known",
+        "infer takes --assume-spacing X Y Z (mm) if you know it",
         "huge": f"{folder / 'huge.nii.gz'}: spacing 200 x 200 x 200 mm in the header: resampled to 4 x 4 x 4 mm it",
         "sheared": f"{folder / 'sheared.nii.gz'}: the direction matrix is not orthonormal (axes 14 degrees off square",
         "labels": f"{folder / 'labels.nii.gz'}: looks like a label map, not a CT scan (3 distinct values: 0, 1, 2)",

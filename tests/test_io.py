@@ -574,7 +574,8 @@ def test_spacing_0_without_sform_or_qform_is_refused(tmp_path):
     with pytest.raises(InputError) as err:
         read_image(path)
     assert str(err.value) == (
-        f"{path}: spacing 0 in the header (no sform or qform either); pass --assume-spacing X Y Z in mm if known"
+        f"{path}: spacing 0 in the header (no sform or qform either); "
+        "infer takes --assume-spacing X Y Z (mm) if you know it"
     )
 
 

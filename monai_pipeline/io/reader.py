@@ -154,7 +154,9 @@ def _read_failure(err: RuntimeError) -> str:
 def _assume_spacing(image: sitk.Image, path: Path, spacing: Sequence[float] | None) -> sitk.Image:
     """``image`` with the spacing the user vouches for, or an :class:`InputError` when none was given."""
     if spacing is None:
-        raise InputError(path, f"{NO_SPACING} (no sform or qform either); pass --assume-spacing X Y Z in mm if known")
+        raise InputError(
+            path, f"{NO_SPACING} (no sform or qform either); infer takes --assume-spacing X Y Z (mm) if you know it"
+        )
     values = tuple(float(v) for v in spacing)
     if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
         raise InputError(path, f"--assume-spacing must be three positive sizes in mm, got {spacing}")
