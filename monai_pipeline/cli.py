@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from monai_pipeline import __version__
-from monai_pipeline.errors import PipelineError
+from monai_pipeline.errors import PipelineError, reason, root_cause
 
 __all__ = ["main", "run_command"]
 
@@ -57,8 +57,9 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         if cause is not None:
             print(f"error: {cause}", file=sys.stderr)
         else:
-            first = str(err).splitlines()[0] if str(err) else ""
-            print(f"error: unexpected {type(err).__name__}: {first} (run with --debug for details)", file=sys.stderr)
+            root = root_cause(err)
+            shown = ": ".join(part for part in (type(root).__name__, reason(root)) if part)
+            print(f"error: unexpected {shown} (run with --debug for details)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 
-__all__ = ["PipelineError", "InputError"]
+__all__ = ["PipelineError", "InputError", "root_cause", "reason", "case_failure"]
 
 
 class PipelineError(Exception):
@@ -23,3 +24,38 @@ class InputError(PipelineError):
         self.path = os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+_LIBRARY_ERROR = re.compile(r"(ITK ERROR:|sitk::ERROR:|itk::ERROR:)\s*(.*)")
+_ADDRESS = re.compile(r"\(0x[0-9a-fA-F]+\)")
+
+
+def root_cause(err: BaseException) -> BaseException:
+    """The innermost exception behind ``err``, following ``raise ... from`` (as MONAI wraps a transform's error)."""
+    seen = {id(err)}
+    while err.__cause__ is not None and id(err.__cause__) not in seen:
+        err = err.__cause__
+        seen.add(id(err))
+    return err
+
+
+def reason(err: BaseException) -> str:
+    """What went wrong in ``err``, in one line: an ITK or SimpleITK error's ``ITK ERROR:`` line (the first lines only
+    name the C++ source), else the first line of its message; ``""`` when it has none."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        found = _LIBRARY_ERROR.search(line)
+        if found:
+            return f"{found.group(1)} {_ADDRESS.sub('', found.group(2)).strip()}"[:300]
+    return lines[0][:300] if lines else ""
+
+
+def case_failure(err: BaseException, source: str | os.PathLike[str]) -> str:
+    """The one line that reports a case that failed with ``err``: an :class:`InputError` as it is (it names its
+    file), another :class:`PipelineError` after ``source``, any other error as ``source: Type: root cause``."""
+    if isinstance(err, InputError):
+        return str(err).splitlines()[0]
+    if isinstance(err, PipelineError):
+        return f"{os.fspath(source)}: {str(err).splitlines()[0]}"
+    cause = root_cause(err)
+    return ": ".join(part for part in (os.fspath(source), type(cause).__name__, reason(cause)) if part)

@@ -19,6 +19,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless
 from monai_pipeline.errors import InputError
 from monai_pipeline.io import read_image
 from monai_pipeline.io.dicom import SeriesInfo, list_series, read_dicom_series
+from monai_pipeline.io.dicom_files import pixel_data_problem
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real CT samples not found at {REAL}")
@@ -280,13 +281,97 @@ def test_junk_beside_a_series_is_ignored_with_a_warning(tmp_path, caplog):
     _write_series(tmp_path, _axial(5))
     (tmp_path / "README.txt").write_text("exported by the scanner\n")
     (tmp_path / "broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\xff" * 64)
-    truncated = (tmp_path / "slice004.dcm").read_bytes()[:-100]
-    (tmp_path / "slice004.dcm").unlink()
-    (tmp_path / "cut.dcm").write_bytes(truncated)
     with caplog.at_level(logging.WARNING, logger="monai_pipeline.io.dicom"):
         image = read_dicom_series(tmp_path)
-    assert image.GetSize() == (COLS, ROWS, 4)  # GDCM does not list the truncated slice: only the warning tells
-    assert "ignored 3 file(s) that are not part of a readable DICOM series" in caplog.text
+    assert image.GetSize() == (COLS, ROWS, 5)
+    assert "ignored 2 file(s) that are not part of a readable DICOM series" in caplog.text
+    assert "damaged DICOM files among them: broken.dcm" in caplog.text  # named, as it may be a lost slice
+
+
+def _cut_short(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _short_pixel_data(path: Path) -> None:
+    damaged = pydicom.dcmread(path)
+    damaged.PixelData = damaged.PixelData[:200]  # Rows x Columns x 2 = 384 bytes are needed
+    damaged.save_as(path)
+
+
+def _unreadable_header(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"\x20\x00\x0e\x00UI") + 60])  # the series UID is there, the rest is not
+
+
+DAMAGE = {"cut short": _cut_short, "pixel data too short": _short_pixel_data, "header cut": _unreadable_header}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+@pytest.mark.parametrize("index", [0, 10, 19], ids=["first", "middle", "last"])
+def test_a_damaged_slice_fails_the_series_naming_the_file(tmp_path, damage, index):
+    paths = _write_series(tmp_path / "series", _axial(20))
+    _write_series(tmp_path / "series", _axial(3), prefix="other", series_uid=SERIES_A + "2")  # a UID A starts
+    DAMAGE[damage](paths[index])
+    with pytest.raises(InputError) as err:
+        read_image(tmp_path / "series", series_uid=SERIES_A)
+    assert err.value.path == str(paths[index])
+    assert "belongs to the series" in err.value.problem or "damaged slice of the series" in err.value.problem
+
+
+def test_a_damaged_file_of_another_series_does_not_fail_this_one(tmp_path, caplog):
+    _write_series(tmp_path, _axial(4))
+    (other,) = _write_series(tmp_path, _axial(1), prefix="other", series_uid=SERIES_A + "2")
+    _cut_short(other)
+    with caplog.at_level(logging.WARNING, logger="monai_pipeline.io.dicom"):
+        assert read_dicom_series(tmp_path).GetSize() == (COLS, ROWS, 4)
+    assert "damaged DICOM files among them: other000.dcm" in caplog.text
+
+
+def test_pixel_data_of_odd_length_padded_to_even_is_complete(tmp_path):
+    path = tmp_path / "odd.dcm"
+    _write_slice(path, np.full((3, 5), 1000, np.uint16), _axial(1)[0])
+    ds = pydicom.dcmread(path)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = bytes(range(15)) + b"\0"  # 15 bytes needed, padded to 16
+    ds.save_as(path)
+    assert pixel_data_problem(path, 15) is None
+    assert (
+        pixel_data_problem(path, 30) == "pixel data holds 16 bytes, not the 30 that Rows x Columns x BitsAllocated need"
+    )
+
+
+def test_several_series_say_which_was_read_and_which_were_ignored(tmp_path, caplog):
+    _write_series(tmp_path, _axial(5), prefix="a", series_uid=SERIES_A)
+    _write_series(tmp_path, _axial(7, step=1.0), prefix="b", series_uid=SERIES_B)
+    _write_series(tmp_path, _axial(2), prefix="m", series_uid=SERIES_A + "3", modality="MR")
+    with caplog.at_level(logging.INFO, logger="monai_pipeline.io.dicom"):
+        assert read_image(tmp_path).GetSize()[2] == 7
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert line == (
+        f"{tmp_path}: read series '{SERIES_B}' (CT, 7 file(s)), the CT series with the most slices; ignored "
+        f"series '{SERIES_A}' (CT, 5 file(s)); series '{SERIES_A}3' (MR, 2 file(s)) (pick another with --series-uid)"
+    )
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="monai_pipeline.io.dicom"):
+        assert read_image(tmp_path, series_uid=SERIES_A).GetSize()[2] == 5
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert f"read series '{SERIES_A}' (CT, 5 file(s)) as asked; ignored series '{SERIES_A}3' (MR" in caplog.text
+
+
+def test_one_series_says_nothing(tmp_path, caplog):
+    _write_series(tmp_path, _axial(3))
+    with caplog.at_level(logging.INFO, logger="monai_pipeline.io.dicom"):
+        read_image(tmp_path)
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize("name", ["slice000.dcm", "IM0001"])
+def test_a_single_dicom_file_asks_for_its_folder(tmp_path, name):
+    (path,) = _write_series(tmp_path, _axial(1))
+    path = path.rename(tmp_path / name)
+    with pytest.raises(InputError) as err:
+        read_image(path)
+    assert str(err.value) == f"{path}: a single DICOM file: pass its series folder ({tmp_path})"
 
 
 def test_read_image_on_a_folder_keeps_no_header_data(tmp_path, capfd, caplog):

@@ -243,6 +243,19 @@ def test_folds_are_averaged(hu):
     np.testing.assert_allclose(both.sum(axis=0), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("slices", [2, 3])
+@pytest.mark.parametrize("inference", [INFERENCE_3D, INFERENCE_2D], ids=["3d", "2.5d"])
+def test_thin_scans_down_to_two_slices_give_the_oracle_mask(hu, slices, inference):
+    # far thinner than one window of the network (32 slices) or the body crop's 4 mm bins
+    thin = np.ascontiguousarray(hu[11 : 11 + slices])
+    assert np.count_nonzero(oracle_labels(thin) == 1) > 100
+    image = _image(thin, ORIENTATIONS["LAI"].direction)
+    oracle = HUOracle(channel=1 if inference["spatial_dims"] == 2 else 0)
+    mask = segment(image, oracle_model(SPACING, [oracle], inference=inference), postprocessing=OFF).mask
+    assert _grid(mask) == _grid(image)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(mask), oracle_labels(thin))
+
+
 def test_2d_slice_stacks_give_the_oracle_mask(hu, orientation):
     image = _image(hu, orientation.direction)
     oracle = HUOracle(channel=1)  # the centre of the 3-slice stack
@@ -492,6 +505,11 @@ ERRORS = {
     "overlap 1.5": (lambda run, tmp: ["--overlap", "1.5"], "--overlap must be >= 0 and < 1"),
     "negative margin": (lambda run, tmp: ["--liver-margin-mm", "-1"], "--liver-margin-mm must be >= 0"),
     "device cuda": (lambda run, tmp: ["--device", "cuda"], "no CUDA GPU"),
+    "weights file as model": (
+        lambda run, tmp: ["--model", run / "model.pt"],
+        "model.pt: is a file: pass the run folder (",
+    ),
+    "assumed spacing 0": (lambda run, tmp: ["--assume-spacing", "1", "0", "1"], "--assume-spacing must be three"),
 }
 
 
@@ -542,6 +560,78 @@ def test_cli_refuses_images_that_are_not_3d(case, run_dir, tmp_path, capsys):
     assert f"failed odd: {scan}: {message}" in out
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["failed"] == {"odd": f"{scan}: {message}"}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary.json"]
+
+
+def _bad_headers(folder: Path, hu: np.ndarray) -> dict[str, str]:
+    """Scans whose headers cannot be trusted, written into ``folder``, with the line each must fail with."""
+    folder.mkdir()
+    values = hu.transpose(2, 1, 0)  # nibabel's (x, y, z)
+    nospacing = nib.Nifti1Image(values, None)
+    nospacing.header["pixdim"][1:4] = 0.0
+    nib.save(nospacing, str(folder / "nospacing.nii.gz"))
+    nib.save(nib.Nifti1Image(values, np.diag([200.0, 200.0, 200.0, 1.0])), str(folder / "huge.nii.gz"))
+    sheared = np.diag([1.0, 1.2, 2.0, 1.0])
+    sheared[0, 2] = 0.5
+    nib.save(nib.Nifti1Image(values, sheared), str(folder / "sheared.nii.gz"))
+    labels = np.zeros(values.shape, np.uint8)
+    labels[10:30, 10:30, 5:15], labels[15:20, 15:20, 8:10] = 1, 2
+    nib.save(nib.Nifti1Image(labels, np.diag([1.0, 1.2, 2.0, 1.0])), str(folder / "labels.nii.gz"))
+    return {
+        "nospacing": f"{folder / 'nospacing.nii.gz'}: spacing 0 in the header (no sform or qform either); "
+        "infer takes --assume-spacing X Y Z (mm) if you know it",
+        "huge": f"{folder / 'huge.nii.gz'}: spacing 200 x 200 x 200 mm in the header: resampled to 4 x 4 x 4 mm it",
+        "sheared": f"{folder / 'sheared.nii.gz'}: the direction matrix is not orthonormal (axes 14 degrees off square",
+        "labels": f"{folder / 'labels.nii.gz'}: looks like a label map, not a CT scan (3 distinct values: 0, 1, 2)",
+    }
+
+
+def test_scans_with_untrustworthy_headers_fail_with_their_problem_and_the_others_finish(run_dir, hu, tmp_path, capsys):
+    folder = tmp_path / "in"
+    expected = _bad_headers(folder, hu)
+    write_image(_image(hu, ORIENTATIONS["RAS"].direction), folder / "good.nii.gz")
+    code, out, err = _infer(capsys, "--model", run_dir, "--input", folder, "--output", tmp_path / "out")
+    assert code == 1 and "Traceback" not in out + err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert list(summary["cases"]) == ["good"] and sorted(summary["failed"]) == sorted(expected)
+    for name, line in expected.items():
+        assert summary["failed"][name].startswith(line), summary["failed"][name]
+        assert f"failed {name}: {line}" in out
+    assert "1 scan(s) segmented, 4 failed" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "good_lesions.csv",
+        "good_seg.nii.gz",
+        "summary.json",
+    ]
+
+
+def test_assumed_spacing_segments_a_scan_without_one(run_dir, hu, tmp_path, capsys, caplog):
+    scan = tmp_path / "in" / "nospacing.nii.gz"
+    _bad_headers(tmp_path / "in", hu)
+    code, out, err = _infer(
+        capsys, "--model", run_dir, "--input", scan, "--output", tmp_path / "out", "--assume-spacing", "1", "1.2", "2"
+    )
+    assert code == 0, out + err
+    mask = sitk.ReadImage(str(tmp_path / "out" / "nospacing_seg.nii.gz"))
+    np.testing.assert_allclose(mask.GetSpacing(), (1.0, 1.2, 2.0), rtol=1e-6)
+    assert "spacing 0 in the header; assumed 1 x 1.2 x 2 mm as asked" in caplog.text
+
+
+def test_a_library_error_is_reported_by_its_root_cause(run_dir, scans, tmp_path, capsys, monkeypatch):
+    from monai_pipeline.inference import run as inference_run
+
+    def failing(*args, **kwargs):
+        try:
+            sitk.BinShrink(sitk.Image([2, 2, 2], sitk.sitkUInt8), [4, 4, 4])
+        except RuntimeError as err:
+            raise RuntimeError("applying transform <monai.transforms.Something>") from err
+
+    monkeypatch.setattr(inference_run, "segment", failing)
+    code, out, err = _infer(capsys, "--model", run_dir, "--input", scans["nifti"], "--output", tmp_path / "out")
+    assert code == 1
+    assert (
+        f"failed ras: {scans['nifti']}: RuntimeError: ITK ERROR: BinShrinkImageFilter: InputImage is too small! "
+        "An output pixel does not map to a whole input bin.\n" in out
+    )
 
 
 def test_output_into_the_dicom_folder_is_refused(run_dir, hu, tmp_path, capsys):
@@ -788,3 +878,20 @@ def test_tta_mirrors_the_axes_the_model_was_trained_to_see_mirrored(caplog):
     with caplog.at_level("WARNING"):
         assert list(_mirrorings(3, True, [])) == [()]
     assert "trained without mirroring" in caplog.text
+
+
+def test_an_unexpected_library_error_of_a_command_shows_its_root_cause(capsys):
+    import argparse
+
+    def command(args):
+        try:
+            sitk.BinShrink(sitk.Image([2, 2, 2], sitk.sitkUInt8), [4, 4, 4])
+        except RuntimeError as err:
+            raise RuntimeError("applying transform <monai.transforms.Something>") from err
+
+    code = cli.run_command(command, argparse.Namespace(debug=False, quiet=True))
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "error: unexpected RuntimeError: ITK ERROR: BinShrinkImageFilter: InputImage is too small! An output pixel "
+        "does not map to a whole input bin. (run with --debug for details)\n"
+    )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from monai_pipeline.errors import InputError
+from monai_pipeline.errors import InputError, PipelineError, case_failure, reason, root_cause
 from monai_pipeline.io import (
     Geometry,
     atomic_path,
@@ -554,3 +554,108 @@ def test_reading_real_data_does_not_modify_it(real_data, relative):
 
     assert _sha256(path) == before
     assert os.stat(path).st_mtime_ns == mtime
+
+
+# Headers whose geometry cannot be trusted: spacing 0, axes that are not orthogonal.
+
+
+def _nifti_without_spacing(path: Path, sform: np.ndarray | None = None) -> Path:
+    """A NIfTI with pixdim 0 and, unless ``sform`` is given, no sform or qform (nibabel and ITK then guess 1 mm)."""
+    image = nib.Nifti1Image(np.full((6, 5, 4), -1000, np.int16), None)
+    image.header["pixdim"][1:4] = 0.0
+    if sform is not None:
+        image.set_sform(sform, code=1)
+    nib.save(image, str(path))
+    return path
+
+
+def test_spacing_0_without_sform_or_qform_is_refused(tmp_path):
+    path = _nifti_without_spacing(tmp_path / "nospacing.nii.gz")
+    with pytest.raises(InputError) as err:
+        read_image(path)
+    assert str(err.value) == (
+        f"{path}: spacing 0 in the header (no sform or qform either); "
+        "infer takes --assume-spacing X Y Z (mm) if you know it"
+    )
+
+
+def test_an_sform_with_an_axis_of_length_0_is_refused(tmp_path):
+    path = _nifti_without_spacing(tmp_path / "flat.nii.gz", sform=np.diag([0.8, 0.8, 0.0, 1.0]))
+    with pytest.raises(InputError, match="spacing 0 in the header"):
+        read_image(path)
+
+
+def test_assumed_spacing_is_used_only_when_the_header_has_none(make_image, tmp_path, caplog):
+    path = _nifti_without_spacing(tmp_path / "nospacing.nii.gz")
+    with caplog.at_level("WARNING", logger="monai_pipeline.io.reader"):
+        image = read_image(path, assume_spacing=(0.8, 0.9, 2.5))
+    assert image.GetSpacing() == pytest.approx((0.8, 0.9, 2.5))
+    assert f"{path}: spacing 0 in the header; assumed 0.8 x 0.9 x 2.5 mm as asked" in caplog.text
+    with pytest.raises(InputError, match="--assume-spacing must be three positive sizes"):
+        read_image(path, assume_spacing=(0.8, 0.0, 2.5))
+    written = write_image(make_image(), tmp_path / "ok.nii.gz")
+    assert read_image(written, assume_spacing=(5.0, 5.0, 5.0)).GetSpacing() == pytest.approx(SPACING)
+
+
+def _metaimage(path: Path, geometry: str) -> Path:
+    """A 6 x 5 x 4 MetaImage header with the ``geometry`` lines, beside its raw data."""
+    path.with_suffix(".raw").write_bytes(np.zeros((4, 5, 6), np.int16).tobytes())
+    path.write_text(
+        f"ObjectType = Image\nNDims = 3\n{geometry}\nDimSize = 6 5 4\nElementType = MET_SHORT\n"
+        f"ElementDataFile = {path.with_suffix('.raw').name}\n"
+    )
+    return path
+
+
+def test_metaimage_with_spacing_0_is_refused(tmp_path):
+    path = _metaimage(tmp_path / "zero.mhd", "ElementSpacing = 0 1 1")
+    with pytest.raises(InputError) as err:
+        read_image(path)
+    assert str(err.value) == f"{path}: spacing 0 in the header; write the voxel size into it"
+
+
+SHEARED = (
+    "the direction matrix is not orthonormal (axes {} degrees off square: a sheared grid); resample it onto an "
+    "orthogonal grid first, e.g. with nibabel.processing.resample_to_output"
+)
+
+
+def test_sheared_nifti_names_the_problem_and_the_fix(tmp_path):
+    affine = np.diag([0.8, 0.8, 2.0, 1.0])
+    affine[0, 1] = 0.8 * np.tan(np.radians(10.0))  # the y axis leans 10 degrees towards x
+    path = tmp_path / "sheared.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((6, 5, 4), -1000, np.int16), affine), str(path))
+    with pytest.raises(InputError) as err:
+        read_image(path)
+    assert str(err.value) == f"{path}: " + SHEARED.format("10")
+
+
+def test_sheared_metaimage_is_refused_too(tmp_path):
+    # ITK reads a MetaImage's skewed TransformMatrix without complaint; the pipeline must not.
+    path = _metaimage(tmp_path / "sheared.mhd", "ElementSpacing = 1 1 1\nTransformMatrix = 1 0 0 0.5 1 0 0 0 1")
+    with pytest.raises(InputError, match=r"not orthonormal \(axes 26\.6 degrees off square"):
+        read_image(path)
+
+
+def test_float32_rounding_of_an_oblique_affine_is_not_shear(make_image, tmp_path):
+    oblique = (0.9659258, -0.2588190, 0.0, 0.2588190, 0.9659258, 0.0, 0.0, 0.0, 1.0)  # 15 degrees, 7 digits
+    path = write_image(make_image(direction=oblique), tmp_path / "oblique.nii.gz")
+    assert read_image(path).GetSize() == SIZE
+
+
+def test_library_errors_are_reported_by_their_root_cause():
+    try:
+        try:
+            sitk.BinShrink(sitk.Image([2, 2, 2], sitk.sitkUInt8), [4, 4, 4])
+        except RuntimeError as err:
+            raise RuntimeError("applying transform <monai.transforms.Something>") from err  # as MONAI wraps it
+    except RuntimeError as err:
+        wrapped = err
+    assert str(root_cause(wrapped)).startswith("Exception thrown in SimpleITK BinShrink: /")
+    assert reason(root_cause(wrapped)) == (
+        "ITK ERROR: BinShrinkImageFilter: InputImage is too small! An output pixel does not map to a whole input bin."
+    )
+    assert case_failure(wrapped, "scan.nii.gz") == f"scan.nii.gz: RuntimeError: {reason(root_cause(wrapped))}"
+    assert case_failure(PipelineError("grid too large"), "scan.nii.gz") == "scan.nii.gz: grid too large"
+    assert case_failure(InputError("other.nii.gz", "bad"), "scan.nii.gz") == "other.nii.gz: bad"
+    assert case_failure(MemoryError(), "scan.nii.gz") == "scan.nii.gz: MemoryError"

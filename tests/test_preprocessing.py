@@ -28,7 +28,7 @@ from _volumes import (
     with_geometry,
 )
 
-from monai_pipeline.errors import InputError
+from monai_pipeline.errors import InputError, PipelineError
 from monai_pipeline.io import Geometry
 from monai_pipeline.preprocessing import (
     IntensityStats,
@@ -42,7 +42,7 @@ from monai_pipeline.preprocessing import (
 )
 from monai_pipeline.preprocessing.crop import body_box, crop, crop_geometry, foreground_box, union_box
 from monai_pipeline.preprocessing.intensity import normalize, window, zscore
-from monai_pipeline.preprocessing.resample import reoriented_geometry
+from monai_pipeline.preprocessing.resample import MAX_GRID_VOXELS, reoriented_geometry
 
 CENTRE = (12.0, -30.0, 150.0)
 """LPS centre of the field of view of every synthetic case (see ``_volumes.make_case``)."""
@@ -87,6 +87,26 @@ def test_target_grid_size_centre_and_direction(size, spacing, new_spacing, new_s
     assert target.direction == Geometry.of(source).direction
     np.testing.assert_allclose(_fov_centre(target.reference_image()), _fov_centre(source), atol=1e-6)
     np.testing.assert_allclose(_fov_centre(source), CENTRE, atol=1e-6)
+
+
+@pytest.mark.parametrize("spacing", [200.0, 1e30], ids=["200 mm", "1e30 mm"])
+def test_a_grid_over_the_voxel_budget_is_refused_before_anything_is_allocated(spacing):
+    # a 48 x 40 x 24 scan whose header says 200 mm voxels would be a 2400 x 2000 x 1200 grid at 4 mm (23 GB float32)
+    image = sitk.Image([48, 40, 24], sitk.sitkInt16)
+    image.SetSpacing([spacing] * 3)
+    config = PreprocessingConfig(spacing=(4.0, 4.0, 4.0), crop_to_body=False)
+    with pytest.raises(PipelineError) as err:
+        preprocess(image, config)
+    message = str(err.value)
+    assert message.startswith(f"spacing {spacing:.4g} x {spacing:.4g} x {spacing:.4g} mm in the header: resampled to 4")
+    assert f"over the budget of {MAX_GRID_VOXELS} (512 x 512 x 2048); is the spacing in the wrong units?" in message
+    if spacing == 200.0:
+        assert "a 2400 x 2000 x 1200 grid (5.76e+09 voxels)" in message
+
+
+def test_a_grid_at_the_voxel_budget_is_accepted():
+    target = target_grid(Geometry((512, 512, 1024), (1.0, 1.0, 1.0), (0.0,) * 3, LPS), (1.0, 1.0, 0.5))
+    assert target.size == (512, 512, 2048) and math.prod(target.size) == MAX_GRID_VOXELS
 
 
 # ------------------------------------------------------------------------------------- resample_to_spacing

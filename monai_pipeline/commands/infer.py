@@ -39,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=float, help="sliding-window overlap, 0 to <1 (default: the run's)")
     parser.add_argument("--sw-batch-size", type=int, help="windows per network call (default: the run's)")
     parser.add_argument("--series-uid", help="for DICOM folders with several series, the one to read")
+    parser.add_argument(
+        "--assume-spacing",
+        nargs=3,
+        type=float,
+        metavar=("X", "Y", "Z"),
+        help="voxel size in mm for a scan whose header has none (spacing 0, no sform/qform); else it is refused",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value is not None and not value >= 0:
             raise PipelineError(f"{option} must be >= 0, got {value}")
+    if args.assume_spacing is not None and not all(0 < v < float("inf") for v in args.assume_spacing):
+        raise PipelineError(f"--assume-spacing must be three sizes in mm above 0, got {args.assume_spacing}")
     postprocessing = PostprocessConfig.off()
     if not args.no_postprocess:
         postprocessing = PostprocessConfig(
@@ -79,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         sw_batch_size=args.sw_batch_size,
         series_uid=args.series_uid,
+        assume_spacing=args.assume_spacing,
         progress=not args.quiet,
     )
     for name, case in summary.cases.items():

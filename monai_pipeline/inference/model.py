@@ -66,6 +66,10 @@ def find_runs(model_dir: str | os.PathLike[str], folds: Sequence[int | str] | No
         InputError: no run is found, or a requested fold is missing.
     """
     root = Path(model_dir)
+    if root.is_file():
+        if (root.parent / RUN_RECORD).is_file() or root.suffix in (".pt", ".pth", ".ckpt"):
+            raise InputError(root, f"is a file: pass the run folder ({root.parent}), not the weights file")
+        raise InputError(root, f"is a file, not a model folder (a training run folder is {TRAIN_HINT})")
     if not root.is_dir():
         raise InputError(root, f"no such model folder (a training run folder is {TRAIN_HINT})")
     if (root / "models" / RUN_RECORD).is_file():

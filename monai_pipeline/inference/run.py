@@ -21,13 +21,14 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from monai_pipeline.errors import InputError, PipelineError
+from monai_pipeline.errors import InputError, case_failure
 from monai_pipeline.inference.lesions import write_lesion_csv
 from monai_pipeline.inference.model import LoadedModel, load_model
 from monai_pipeline.inference.postprocess import PostprocessConfig
@@ -122,12 +123,14 @@ def infer(
     overlap: float | None = None,
     sw_batch_size: int | None = None,
     series_uid: str | None = None,
+    assume_spacing: Sequence[float] | None = None,
     progress: bool = True,
 ) -> InferSummary:
     """Segment every scan at ``input_path`` with the model of ``model_dir`` and write the results to ``output_dir``.
 
     A scan that cannot be read or segmented is reported in the summary; the others go on. Every file is written
-    under a temporary name and renamed when complete.
+    under a temporary name and renamed when complete. ``assume_spacing`` (mm along x, y, z) is used for a scan whose
+    header gives no spacing (see :func:`~monai_pipeline.io.read_image`); such a scan fails without it.
 
     Raises:
         InputError: the model, the input or the output folder is unusable.
@@ -146,6 +149,7 @@ def infer(
         overlap=overlap,
         sw_batch_size=sw_batch_size,
         series_uid=series_uid,
+        assume_spacing=assume_spacing,
         progress=progress,
     )
 
@@ -162,6 +166,7 @@ def run_cases(
     overlap: float | None = None,
     sw_batch_size: int | None = None,
     series_uid: str | None = None,
+    assume_spacing: Sequence[float] | None = None,
     progress: bool = True,
 ) -> InferSummary:
     """Segment ``cases`` with a loaded model into ``output_dir`` (see :func:`infer`).
@@ -178,7 +183,7 @@ def run_cases(
         bar.set_postfix_str(case.name)
         start = time.perf_counter()
         try:
-            image = ensure_hu(read_image(case.path, series_uid=series_uid), case.path)
+            image = ensure_hu(read_image(case.path, series_uid=series_uid, assume_spacing=assume_spacing), case.path)
             result = segment(
                 image,
                 model,
@@ -197,8 +202,7 @@ def run_cases(
                 "lesion_list": [asdict(lesion) for lesion in result.lesions],
             }
         except Exception as err:  # noqa: BLE001 - one bad scan is reported, the others go on
-            message = str(err) if isinstance(err, PipelineError) else f"{case.path}: {type(err).__name__}: {err}"
-            summary.failed[case.name] = message.splitlines()[0]
+            summary.failed[case.name] = case_failure(err, case.path)
             summary.details[case.name] = traceback.format_exc()
             if progress:
                 bar.write(f"failed: {summary.failed[case.name]}")

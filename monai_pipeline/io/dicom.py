@@ -2,8 +2,9 @@
 
 SimpleITK/GDCM finds the series and decodes the pixels, applying RescaleSlope and RescaleIntercept so that CT
 values come back in HU. The slices are sorted here along the normal of ImageOrientationPatient, and stacks whose
-geometry ITK would silently get wrong (gantry tilt, missing or duplicate slices, mixed orientations) are refused.
-Nothing from a DICOM header is logged, printed or kept on the returned image.
+geometry ITK would silently get wrong (gantry tilt, missing or duplicate slices, mixed orientations) are refused, as
+are series with a damaged slice (see :mod:`monai_pipeline.io.dicom_files`). Nothing from a DICOM header but the
+series UIDs (to pick another series with) is logged or printed, and nothing is kept on the returned image.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from monai_pipeline.errors import InputError
+from monai_pipeline.io.dicom_files import is_dicom_file, mentions_uid, pixel_data_problem
 
-__all__ = ["SeriesInfo", "list_series", "read_dicom_series"]
+__all__ = ["SeriesInfo", "is_dicom_file", "list_series", "read_dicom_series"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ class _Slice:
     size: tuple[int, ...]
     spacing: tuple[float, ...]
     rescale: tuple[float, float]
+    pixel_bytes: int | None
+    """What its uncompressed pixel data must hold: Rows x Columns x frames x samples x BitsAllocated / 8."""
 
     @property
     def normal(self) -> np.ndarray:
@@ -79,6 +83,15 @@ class _Slice:
         return float(self.position @ self.normal)
 
 
+@dataclass(frozen=True)
+class _Series:
+    """A series as GDCM groups it: the slices whose headers could be read, and its files whose headers could not."""
+
+    info: SeriesInfo
+    slices: list[_Slice]
+    unreadable: tuple[str, ...]
+
+
 def list_series(folder: str | os.PathLike[str]) -> list[SeriesInfo]:
     """Every DICOM series in ``folder`` (not its sub-folders), in GDCM's order (by series UID).
 
@@ -90,7 +103,7 @@ def list_series(folder: str | os.PathLike[str]) -> list[SeriesInfo]:
     Raises:
         InputError: ``folder`` is not a folder.
     """
-    return [info for info, _ in _scan(Path(folder))]
+    return [series.info for series in _scan(Path(folder))[0]]
 
 
 def read_dicom_series(folder: str | os.PathLike[str], series_uid: str | None = None) -> sitk.Image:
@@ -108,13 +121,17 @@ def read_dicom_series(folder: str | os.PathLike[str], series_uid: str | None = N
     Raises:
         InputError: no series, no CT series, no series ``series_uid``, a single slice or multi-frame file,
             slices without position or orientation, of different sizes, with mixed orientations, duplicate
-            positions, non-uniform spacing or gantry tilt, or pixel data that cannot be decoded.
+            positions, non-uniform spacing or gantry tilt, a file of the series that cannot be read or holds less
+            pixel data than its header promises (named), or pixel data that cannot be decoded.
     """
     folder = Path(folder)
-    series = _scan(folder)
-    if not series:
+    found, unlisted = _scan(folder)
+    if not found:
         raise InputError(folder, "no DICOM series found")
-    _, slices = _choose(folder, series, series_uid)
+    chosen = _choose(folder, found, series_uid)
+    _refuse_unreadable(folder, chosen, unlisted)
+    _report_choice(folder, chosen, found, series_uid)
+    slices = chosen.slices
     if len(slices) < 2:
         frames = slices[0].size[2] if len(slices[0].size) > 2 else 1
         if frames > 1:
@@ -123,6 +140,10 @@ def read_dicom_series(folder: str | os.PathLike[str], series_uid: str | None = N
             )
         raise InputError(folder, "single slice: a 3D series is needed")
     slices = _check_slices(folder, slices)
+    for piece in slices:
+        problem = None if piece.pixel_bytes is None else pixel_data_problem(piece.path, piece.pixel_bytes)
+        if problem is not None:
+            raise InputError(piece.path, f"damaged slice of the series: {problem}")
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileNames([s.path for s in slices])
@@ -144,23 +165,65 @@ def read_dicom_series(folder: str | os.PathLike[str], series_uid: str | None = N
     return image
 
 
-def _scan(folder: Path) -> list[tuple[SeriesInfo, list[_Slice]]]:
+def _scan(folder: Path) -> tuple[list[_Series], list[Path]]:
+    """The series GDCM finds in ``folder``, and the files it lists in none (junk, or DICOM files too damaged)."""
     if not folder.is_dir():
         raise InputError(folder, "not a folder")
     found = []
     with _quiet_itk():
         for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
             names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
-            slices = [s for s in map(_read_header, names) if s is not None]
+            headers = {name: _read_header(name) for name in names}
+            slices = [s for s in headers.values() if s is not None]
+            unreadable = tuple(name for name, header in headers.items() if header is None)
             if all(s.position is not None and s.orientation is not None for s in slices):
                 slices.sort(key=lambda s: s.distance)
             if slices:
-                found.append((SeriesInfo(uid, tuple(s.path for s in slices), slices[0].modality), slices))
-    kept = {path for info, _ in found for path in info.files}
-    ignored = sum(1 for path in folder.iterdir() if path.is_file() and str(path) not in kept)
-    if ignored:  # junk, but also DICOM files too damaged for GDCM to list (a truncated last slice goes unnoticed)
-        logger.warning("%s: ignored %d file(s) that are not part of a readable DICOM series", folder, ignored)
-    return found
+                found.append(
+                    _Series(SeriesInfo(uid, tuple(s.path for s in slices), slices[0].modality), slices, unreadable)
+                )
+    listed = {path for series in found for path in (*series.info.files, *series.unreadable)}
+    unlisted = sorted(path for path in folder.iterdir() if path.is_file() and str(path) not in listed)
+    if unlisted:
+        dicom = [path.name for path in unlisted if is_dicom_file(path)]
+        shown = f"; damaged DICOM files among them: {', '.join(dicom[:5])}" if dicom else ""
+        shown += " ..." if len(dicom) > 5 else ""
+        logger.warning(
+            "%s: ignored %d file(s) that are not part of a readable DICOM series%s", folder, len(unlisted), shown
+        )
+    return found, unlisted
+
+
+def _refuse_unreadable(folder: Path, chosen: _Series, unlisted: Sequence[Path]) -> None:
+    """Refuse the series when one of its files cannot be read: GDCM's list of it, or a damaged file beside it that
+    holds its UID. Reading the rest would give a scan with a slice missing (at an end, unnoticed by the spacing
+    check)."""
+    damaged = [*chosen.unreadable, *(str(p) for p in unlisted if is_dicom_file(p) and mentions_uid(p, chosen.info.uid))]
+    if damaged:
+        more = f" (and {len(damaged) - 1} more file(s) of it)" if len(damaged) > 1 else ""
+        raise InputError(
+            damaged[0], f"belongs to the series in {folder} but cannot be read (damaged or cut short){more}"
+        )
+
+
+def _report_choice(folder: Path, chosen: _Series, found: Sequence[_Series], series_uid: str | None) -> None:
+    """Say which series of a folder holding several is read and which are not."""
+    if len(found) < 2:
+        return
+    ignored = "; ".join(_describe(series.info) for series in found if series is not chosen)
+    if series_uid is None:
+        logger.warning(
+            "%s: read %s, the CT series with the most slices; ignored %s (pick another with --series-uid)",
+            folder,
+            _describe(chosen.info),
+            ignored,
+        )
+    else:
+        logger.info("%s: read %s as asked; ignored %s", folder, _describe(chosen.info), ignored)
+
+
+def _describe(info: SeriesInfo) -> str:
+    return f"series '{info.uid}' ({info.modality or 'unknown modality'}, {info.num_slices} file(s))"
 
 
 def _read_header(path: str) -> _Slice | None:
@@ -188,31 +251,35 @@ def _read_header(path: str) -> _Slice | None:
         valid = norm_row > 0 and norm_col > 0 and abs(float(row @ col)) / (norm_row * norm_col) < 1e-2
         orientation = np.concatenate([row / norm_row, col / norm_col]) if valid else None
     slope, intercept = numbers("0028|1053", 1), numbers("0028|1052", 1)
+    size = tuple(reader.GetSize())
+    samples, bits = numbers("0028|0002", 1), numbers("0028|0100", 1)
+    pixel_bytes = None
+    if bits is not None and int(bits[0]) % 8 == 0:
+        pixel_bytes = int(np.prod(size)) * (1 if samples is None else int(samples[0])) * int(bits[0]) // 8
     return _Slice(
         path=path,
         modality=reader.GetMetaData("0008|0060").strip() if reader.HasMetaDataKey("0008|0060") else "",
         position=numbers("0020|0032", 3),
         orientation=orientation,
-        size=tuple(reader.GetSize()),
+        size=size,
         spacing=tuple(reader.GetSpacing()),
         rescale=(1.0 if slope is None else float(slope[0]), 0.0 if intercept is None else float(intercept[0])),
+        pixel_bytes=pixel_bytes,
     )
 
 
-def _choose(
-    folder: Path, series: Sequence[tuple[SeriesInfo, list[_Slice]]], series_uid: str | None
-) -> tuple[SeriesInfo, list[_Slice]]:
+def _choose(folder: Path, found: Sequence[_Series], series_uid: str | None) -> _Series:
     if series_uid is not None:
-        for info, slices in series:
-            if info.uid == series_uid.strip():
-                return info, slices
-        shown = ", ".join(f"'{info.uid}' ({info.num_slices} slices)" for info, _ in series)
+        for series in found:
+            if series.info.uid == series_uid.strip():
+                return series
+        shown = ", ".join(f"'{series.info.uid}' ({series.info.num_slices} slices)" for series in found)
         raise InputError(folder, f"no series with UID '{series_uid}'; available: {shown}")
-    ct = [(info, slices) for info, slices in series if info.modality.upper() == "CT"]
+    ct = [series for series in found if series.info.modality.upper() == "CT"]
     if not ct:
-        modalities = sorted({info.modality or "unknown" for info, _ in series})
+        modalities = sorted({series.info.modality or "unknown" for series in found})
         raise InputError(folder, f"no CT series (found {', '.join(modalities)})")
-    return max(ct, key=lambda pair: pair[0].num_slices)
+    return max(ct, key=lambda series: series.info.num_slices)
 
 
 def _check_slices(folder: Path, slices: list[_Slice]) -> list[_Slice]:

@@ -12,7 +12,11 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["Geometry", "orientation_code", "lps_to_ras_affine"]
+__all__ = ["Geometry", "orientation_code", "lps_to_ras_affine", "shear_problem"]
+
+SHEAR_TOLERANCE_DEG = 0.01
+"""Largest departure from 90 degrees between two axes of an image that is still taken as orthogonal (rounding of
+float32 headers stays far below it)."""
 
 
 def orientation_code(direction: tuple[float, ...] | np.ndarray) -> str:
@@ -28,6 +32,25 @@ def lps_to_ras_affine(spacing, origin, direction) -> np.ndarray:
     affine[:3, :3] = matrix
     affine[:3, 3] = origin
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+
+
+def shear_problem(matrix: np.ndarray | Sequence[float] | None = None) -> str | None:
+    """What is wrong with a 3x3 matrix whose columns are an image's axes (direction cosines, optionally scaled by
+    the spacing) when they are not orthogonal, as a phrase for the user; ``None`` when they are.
+
+    ITK, and so this pipeline, can only place voxels on an orthogonal grid: a sheared scan must be resampled first.
+    With no matrix (ITK refused the file's), the phrase without the angle.
+    """
+    fix = "resample it onto an orthogonal grid first, e.g. with nibabel.processing.resample_to_output"
+    if matrix is None:
+        return f"the direction matrix is not orthonormal (a sheared or skewed grid); {fix}"
+    columns = np.asarray(matrix, dtype=float).reshape(3, 3)
+    unit = columns / np.linalg.norm(columns, axis=0)
+    cosines = np.abs(unit.T @ unit)[np.triu_indices(3, 1)]
+    worst = float(np.degrees(np.arcsin(min(1.0, float(np.max(cosines))))))
+    if worst <= SHEAR_TOLERANCE_DEG:
+        return None
+    return f"the direction matrix is not orthonormal (axes {worst:.3g} degrees off square: a sheared grid); {fix}"
 
 
 @dataclass(frozen=True)

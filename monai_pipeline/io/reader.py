@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from monai_pipeline.errors import InputError
-from monai_pipeline.io.geometry import Geometry
+from monai_pipeline.errors import InputError, reason
+from monai_pipeline.io.dicom import is_dicom_file, read_dicom_series
+from monai_pipeline.io.geometry import Geometry, shear_problem
 from monai_pipeline.io.nifti import check_nifti
 
 __all__ = ["IMAGE_SUFFIXES", "is_image_file", "read_image", "load_image", "check_label_values", "case_name"]
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 """File endings read as one image each; a folder is read as a DICOM series."""
+
+logger = logging.getLogger(__name__)
+
+NO_SPACING = "spacing 0 in the header"
+"""How a scan whose header gives no voxel size is refused."""
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
@@ -32,7 +40,12 @@ def case_name(path: str | os.PathLike[str]) -> str:
     return name
 
 
-def read_image(path: str | os.PathLike[str], *, series_uid: str | None = None) -> sitk.Image:
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    series_uid: str | None = None,
+    assume_spacing: Sequence[float] | None = None,
+) -> sitk.Image:
     """Read a 3D image from a file or a DICOM series folder, checked for use as CT or mask.
 
     DICOM pixel data comes back in HU (rescale slope and intercept applied). Metadata is dropped so that
@@ -42,39 +55,50 @@ def read_image(path: str | os.PathLike[str], *, series_uid: str | None = None) -
         path: a NIfTI (.nii, .nii.gz), NRRD, MHA/MHD file, or a folder holding a DICOM series.
         series_uid: for a DICOM folder with several series, the SeriesInstanceUID to read
             (default: the CT series with the most slices).
+        assume_spacing: the voxel size in mm along (x, y, z) to use when the header gives none (a NIfTI file with
+            pixdim 0 and no sform or qform); such a scan is refused without it.
 
     Raises:
-        InputError: the path is missing, unreadable, not 3D, or holds NaN/infinite values.
+        InputError: the path is missing, unreadable, a single DICOM file, not 3D, without spacing, with axes that
+            are not orthogonal, or holds NaN/infinite values.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
+    spacing_known = True
     if path.is_dir():
-        from monai_pipeline.io.dicom import read_dicom_series
-
         image = read_dicom_series(path, series_uid=series_uid)
     else:
         if not is_image_file(path):
+            if is_dicom_file(path):
+                raise InputError(path, f"a single DICOM file: pass its series folder ({path.parent})")
             raise InputError(path, f"not an image file this pipeline reads (expected {', '.join(IMAGE_SUFFIXES)})")
         if path.name.lower().endswith((".nii", ".nii.gz")):
-            check_nifti(path)
+            spacing_known = check_nifti(path)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as err:
-            raise InputError(path, f"cannot be read as an image (corrupt or truncated?): {_itk_reason(err)}") from err
+            raise InputError(path, _read_failure(err)) from err
     image = _as_3d(image, path)
+    if not spacing_known:
+        image = _assume_spacing(image, path, assume_spacing)
+    problem = shear_problem(image.GetDirection())
+    if problem is not None:
+        raise InputError(path, problem)
     for key in image.GetMetaDataKeys():
         image.EraseMetaData(key)
     _check_finite(image, path)
     return image
 
 
-def load_image(path: str | os.PathLike[str], *, series_uid: str | None = None) -> tuple[np.ndarray, Geometry]:
+def load_image(
+    path: str | os.PathLike[str], *, series_uid: str | None = None, assume_spacing: Sequence[float] | None = None
+) -> tuple[np.ndarray, Geometry]:
     """Read an image as a numpy array in (z, y, x) order together with its geometry.
 
     See :func:`read_image` for the formats, checks and arguments.
     """
-    image = read_image(path, series_uid=series_uid)
+    image = read_image(path, series_uid=series_uid, assume_spacing=assume_spacing)
     return sitk.GetArrayFromImage(image), Geometry.of(image)
 
 
@@ -117,10 +141,25 @@ def _check_finite(image: sitk.Image, path: Path) -> None:
         raise InputError(path, f"image holds {count} NaN or infinite voxel(s)")
 
 
-def _itk_reason(err: Exception) -> str:
-    """The last meaningful line of an ITK exception, without the C++ source location."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for line in reversed(lines):
-        if not line.startswith(("itk::", "sitk::", "/")) and "Exception" not in line[:40]:
-            return line.removeprefix("Description: ")[:200]
-    return lines[-1][:200] if lines else "unknown error"
+def _read_failure(err: RuntimeError) -> str:
+    """The problem to report when ITK cannot read a file."""
+    why = reason(err)
+    if "Zero-valued spacing" in why:
+        return f"{NO_SPACING}; write the voxel size into it"
+    if "orthonormal" in why:
+        return shear_problem()
+    return f"cannot be read as an image (corrupt or truncated?): {why}"
+
+
+def _assume_spacing(image: sitk.Image, path: Path, spacing: Sequence[float] | None) -> sitk.Image:
+    """``image`` with the spacing the user vouches for, or an :class:`InputError` when none was given."""
+    if spacing is None:
+        raise InputError(
+            path, f"{NO_SPACING} (no sform or qform either); infer takes --assume-spacing X Y Z (mm) if you know it"
+        )
+    values = tuple(float(v) for v in spacing)
+    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise InputError(path, f"--assume-spacing must be three positive sizes in mm, got {spacing}")
+    logger.warning("%s: %s; assumed %s mm as asked", path, NO_SPACING, " x ".join(f"{v:g}" for v in values))
+    image.SetSpacing(values)
+    return image

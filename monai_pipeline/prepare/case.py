@@ -10,7 +10,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from monai_pipeline.errors import InputError, PipelineError
+from monai_pipeline.errors import InputError, case_failure
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.io.reader import check_label_values, read_image
 from monai_pipeline.io.writer import atomic_path, write_image
@@ -128,10 +128,8 @@ def prepare_case(case: RawCase, out_dir: Path, config: PreprocessingConfig, raw_
 
 
 def _failure(case: RawCase, err: Exception) -> CaseResult:
-    if isinstance(err, PipelineError):
-        message = str(err)
-    elif isinstance(err, MemoryError):
+    if isinstance(err, MemoryError):
         message = f"{case.image}: out of memory while preparing this case"
     else:
-        message = f"{case.image}: unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        message = case_failure(err, case.image)
     return CaseResult(case.name, error=message, details=traceback.format_exc())

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from monai_pipeline.errors import PipelineError
 from monai_pipeline.io.geometry import Geometry
 
 __all__ = [
     "INTERPOLATORS",
+    "MAX_GRID_VOXELS",
     "reorient",
     "reoriented_geometry",
     "target_grid",
@@ -24,6 +26,11 @@ INTERPOLATORS: dict[str, int] = {
     "linear": sitk.sitkLinear,
     "bspline": sitk.sitkBSpline,
 }
+
+MAX_GRID_VOXELS = 512 * 512 * 2048
+"""The most voxels a resampled grid may have (2 GiB as float32): a 512 x 512 x 2048 grid, more than a whole-body CT
+at 0.5 mm holds. A header whose spacing says otherwise (200 mm or 1e30 mm voxels) is wrong, and is refused before
+anything is allocated."""
 
 
 def reorient(image: sitk.Image, orientation: str) -> sitk.Image:
@@ -64,11 +71,25 @@ def reoriented_geometry(geometry: Geometry, orientation: str) -> Geometry:
 
 
 def target_grid(geometry: Geometry, spacing: Sequence[float]) -> Geometry:
-    """The grid with ``spacing`` that covers the same field of view as ``geometry``, centred on it."""
+    """The grid with ``spacing`` that covers the same field of view as ``geometry``, centred on it.
+
+    Raises:
+        PipelineError: the grid would have more than :data:`MAX_GRID_VOXELS` voxels.
+    """
     old_spacing = np.asarray(geometry.spacing)
     new_spacing = np.asarray(spacing, dtype=float)
     old_size = np.asarray(geometry.size)
-    new_size = np.maximum(1, np.round(old_size * old_spacing / new_spacing)).astype(int)
+    with np.errstate(over="ignore", invalid="ignore"):
+        exact = np.maximum(1.0, np.round(old_size * old_spacing / new_spacing))
+        voxels = float(np.prod(exact))
+    if not np.all(np.isfinite(exact)) or not voxels <= MAX_GRID_VOXELS:
+        shown = " x ".join(f"{v:.4g}" for v in old_spacing)
+        raise PipelineError(
+            f"spacing {shown} mm in the header: resampled to {' x '.join(f'{v:g}' for v in new_spacing)} mm it "
+            f"would be a {' x '.join(f'{v:.6g}' for v in exact)} grid ({voxels:.3g} voxels), over the budget of "
+            f"{MAX_GRID_VOXELS} (512 x 512 x 2048); is the spacing in the wrong units?"
+        )
+    new_size = exact.astype(int)
     direction = np.asarray(geometry.direction).reshape(3, 3)
     centre = np.asarray(geometry.origin) + direction @ ((old_size - 1) / 2 * old_spacing)
     origin = centre - direction @ ((new_size - 1) / 2 * new_spacing)
