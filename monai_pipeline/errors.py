@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["PipelineError", "InputError"]
+__all__ = ["PipelineError", "InputError", "OutputError"]
 
 
 class PipelineError(Exception):
@@ -23,3 +23,16 @@ class InputError(PipelineError):
         self.path = os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class OutputError(PipelineError):
+    """A file or folder that cannot be written (no space left, a read-only file system, no permission).
+
+    Args:
+        path: the file or folder that could not be written.
+        message: the whole line shown to the user; it names ``path``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
+        self.path = os.fspath(path)
+        super().__init__(message)

@@ -443,7 +443,7 @@ def test_failed_write_leaves_no_partial_mask(run_dir, scans, tmp_path, capsys, m
 
     monkeypatch.setattr(sitk, "WriteImage", half_write)
     code, out, err = _infer(capsys, "--model", run_dir, "--input", scans["nifti"], "--output", tmp_path)
-    assert code == 1 and "No space left on device" in out and "Traceback" not in out + err
+    assert code == 1 and "no space left on device" in out and "Traceback" not in out + err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from monai_pipeline.errors import InputError
+from monai_pipeline.io.folders import folder_entries
 
 __all__ = ["SeriesInfo", "list_series", "read_dicom_series"]
 
@@ -157,7 +158,7 @@ def _scan(folder: Path) -> list[tuple[SeriesInfo, list[_Slice]]]:
             if slices:
                 found.append((SeriesInfo(uid, tuple(s.path for s in slices), slices[0].modality), slices))
     kept = {path for info, _ in found for path in info.files}
-    ignored = sum(1 for path in folder.iterdir() if path.is_file() and str(path) not in kept)
+    ignored = sum(1 for path in folder_entries(folder) if path.is_file() and str(path) not in kept)
     if ignored:  # junk, but also DICOM files too damaged for GDCM to list (a truncated last slice goes unnoticed)
         logger.warning("%s: ignored %d file(s) that are not part of a readable DICOM series", folder, ignored)
     return found
