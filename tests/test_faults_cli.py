@@ -19,15 +19,12 @@ import pytest
 import SimpleITK as sitk
 import torch
 from _faults import disk_full_after, mounted_tmpfs, read_only_folder
-from _oracle import INFERENCE_3D, ct_image, phantom_hu
+from _oracle import ct_image, phantom_hu, write_tiny_run
 from _volumes import LAI, LPS, OBLIQUE, write_lits_case
 
 from monai_pipeline import cli
 from monai_pipeline.io.atomic import temporary_name
 from monai_pipeline.io.lock import folder_lock
-from monai_pipeline.preprocessing.config import PreprocessingConfig
-from monai_pipeline.training.network import build_network
-from monai_pipeline.training.record import write_run_record
 
 REPO = Path(__file__).resolve().parents[1]
 RAS = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
@@ -45,13 +42,7 @@ def raw(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A training-run folder with a tiny random network and a 4 mm preprocessing."""
-    run = tmp_path_factory.mktemp("run")
-    network_args = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "filters": [4, 8, 16]}
-    torch.manual_seed(0)
-    torch.save(build_network(**network_args).state_dict(), run / "model.pt")
-    write_run_record(run, network_args, INFERENCE_3D)
-    PreprocessingConfig(spacing=(4.0, 4.0, 4.0)).save(run / "preprocessing.json")
-    return run
+    return write_tiny_run(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")
