@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["PipelineError", "InputError", "root_cause", "reason", "case_failure"]
+__all__ = ["PipelineError", "InputError", "OutputError", "root_cause", "reason", "case_failure"]
 
 
 class PipelineError(Exception):
@@ -51,11 +51,25 @@ def reason(err: BaseException) -> str:
 
 
 def case_failure(err: BaseException, source: str | os.PathLike[str]) -> str:
-    """The one line that reports a case that failed with ``err``: an :class:`InputError` as it is (it names its
-    file), another :class:`PipelineError` after ``source``, any other error as ``source: Type: root cause``."""
-    if isinstance(err, InputError):
+    """The one line that reports a case that failed with ``err``: an :class:`InputError` or :class:`OutputError` as
+    it is (it names its file), another :class:`PipelineError` after ``source``, any other error as
+    ``source: Type: root cause``."""
+    if isinstance(err, (InputError, OutputError)):
         return str(err).splitlines()[0]
     if isinstance(err, PipelineError):
         return f"{os.fspath(source)}: {str(err).splitlines()[0]}"
     cause = root_cause(err)
     return ": ".join(part for part in (os.fspath(source), type(cause).__name__, reason(cause)) if part)
+
+
+class OutputError(PipelineError):
+    """A file or folder that cannot be written (no space left, a read-only file system, no permission).
+
+    Args:
+        path: the file or folder that could not be written.
+        message: the whole line shown to the user; it names ``path``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
+        self.path = os.fspath(path)
+        super().__init__(message)

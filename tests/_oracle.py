@@ -167,3 +167,16 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     """Dice overlap of two boolean arrays (1 when both are empty)."""
     total = int(a.sum()) + int(b.sum())
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def write_tiny_run(run: Path) -> Path:
+    """Make ``run`` a real training-run folder: a tiny random DynUNet, its run.json and a 4 mm preprocessing."""
+    from monai_pipeline.training.network import build_network
+    from monai_pipeline.training.record import write_run_record
+
+    network_args = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "filters": [4, 8, 16]}
+    torch.manual_seed(0)
+    torch.save(build_network(**network_args).state_dict(), run / "model.pt")
+    write_run_record(run, network_args, INFERENCE_3D)
+    PreprocessingConfig(spacing=(4.0, 4.0, 4.0)).save(run / "preprocessing.json")
+    return run

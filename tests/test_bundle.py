@@ -507,7 +507,7 @@ def _error_case(case: str, data: tuple[Path, Path], tmp_path: Path) -> tuple[lis
         return ["--dataset-dir", str(prep), "--set", "nokey=1"], ["unknown config key 'nokey'", "train.json"]
     text = tmp_path / "weights.txt"
     text.write_text("not weights\n")
-    return ["--dataset-dir", str(prep), "--pretrained", str(text)], [str(text), "not a PyTorch checkpoint"]
+    return ["--dataset-dir", str(prep), "--pretrained", str(text)], [str(text), "not a checkpoint of plain weights"]
 
 
 ERROR_CASES = ["missing dataset", "raw folder", "fold 9", "unknown key", "pretrained text file"]

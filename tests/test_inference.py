@@ -36,6 +36,7 @@ from _oracle import (
     oracle_labels,
     oracle_model,
     phantom_hu,
+    write_tiny_run,
 )
 from conftest import ORIENTATIONS
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -48,10 +49,7 @@ from monai_pipeline.inference.postprocess import postprocess
 from monai_pipeline.inference.predict import predict_probabilities
 from monai_pipeline.inference.run import InferenceCase, find_scans, run_cases
 from monai_pipeline.io import Geometry, read_image, write_image
-from monai_pipeline.preprocessing.config import PreprocessingConfig
 from monai_pipeline.preprocessing.pipeline import preprocess
-from monai_pipeline.training.network import build_network
-from monai_pipeline.training.record import write_run_record
 
 REPO = Path(__file__).resolve().parents[1]
 INFERENCE_JSON = REPO / "bundles" / "liver_tumor_ct" / "configs" / "inference.json"
@@ -341,13 +339,7 @@ def _write_dicom_series(folder: Path, hu: np.ndarray, spacing, origin) -> None:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A real training-run folder: a tiny random DynUNet, its run.json and a 4 mm preprocessing."""
-    run = tmp_path_factory.mktemp("run")
-    network_args = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "filters": [4, 8, 16]}
-    torch.manual_seed(0)
-    torch.save(build_network(**network_args).state_dict(), run / "model.pt")
-    write_run_record(run, network_args, INFERENCE_3D)
-    PreprocessingConfig(spacing=(4.0, 4.0, 4.0)).save(run / "preprocessing.json")
-    return run
+    return write_tiny_run(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")
@@ -456,7 +448,7 @@ def test_failed_write_leaves_no_partial_mask(run_dir, scans, tmp_path, capsys, m
 
     monkeypatch.setattr(sitk, "WriteImage", half_write)
     code, out, err = _infer(capsys, "--model", run_dir, "--input", scans["nifti"], "--output", tmp_path)
-    assert code == 1 and "No space left on device" in out and "Traceback" not in out + err
+    assert code == 1 and "no space left on device" in out and "Traceback" not in out + err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
 
 

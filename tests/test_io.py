@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 from pathlib import Path
@@ -233,15 +234,16 @@ def test_overwrite_replaces_the_file(make_image, tmp_path):
 @pytest.mark.parametrize("name", ["volume-3.nii.gz", "ct.nii", "seg.nrrd", "x.mha"])
 def test_atomic_path_keeps_endings_and_renames(name, tmp_path):
     destination = tmp_path / "sub" / name
+    payload = gzip.compress(b"payload") if name.endswith(".gz") else b"payload"  # a .gz file is checked to be whole
     with atomic_path(destination) as tmp:
         ending = name[name.index(".") :]
         assert tmp.name.endswith(ending)
         assert tmp.parent == destination.parent
         assert tmp != destination
         assert not destination.exists()
-        tmp.write_bytes(b"payload")
+        tmp.write_bytes(payload)
 
-    assert destination.read_bytes() == b"payload"
+    assert destination.read_bytes() == payload
     assert [p.name for p in destination.parent.iterdir()] == [name]
 
 

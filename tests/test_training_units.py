@@ -812,7 +812,7 @@ def test_load_pretrained_refuses_pickled_objects(tmp_path: Path) -> None:
     source, target = _tiny_net(0), _tiny_net(1)
     before = _clone_state(target)
     torch.save({"model": source.state_dict(), "extra": _NotAWeight()}, tmp_path / "unsafe.pt")
-    with pytest.raises(InputError, match="loads safely") as err:
+    with pytest.raises(InputError, match="cannot be loaded safely") as err:
         load_pretrained(target, tmp_path / "unsafe.pt")
     _one_line(err)
     assert _same_state(target.state_dict(), before)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monai_pipeline.errors import InputError, PipelineError
+from monai_pipeline.io.folders import folder_entries
 from monai_pipeline.io.reader import IMAGE_SUFFIXES, case_name, is_image_file
 
 __all__ = ["CasePair", "Matching", "case_key", "find_masks", "match_cases"]
@@ -134,8 +135,8 @@ def _single_file(source: Source) -> bool:
 def _folder_masks(folder: Path, role: str) -> list[Path]:
     files = [
         path
-        for path in sorted(folder.iterdir(), key=lambda p: _natural(p.name))
-        if path.is_file() and not path.name.startswith(".") and is_image_file(path)
+        for path in sorted(folder_entries(folder), key=lambda p: _natural(p.name))
+        if path.is_file() and is_image_file(path)
     ]
     files = [path for path in files if not case_name(path).lower().endswith(_NOT_MASKS)]
     named = [path for path in files if _MASK_NAME.search(case_name(path))]

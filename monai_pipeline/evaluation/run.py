@@ -27,6 +27,7 @@ from monai_pipeline.evaluation.matching import CasePair, Source, match_cases
 from monai_pipeline.evaluation.metrics import EMPTY_DISTANCE_MM
 from monai_pipeline.evaluation.plot import write_summary_png
 from monai_pipeline.evaluation.report import write_lesions_csv, write_metrics_csv, write_summary
+from monai_pipeline.io.atomic import atomic_group, check_writable
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.io.reader import check_label_values, read_image
 
@@ -106,6 +107,8 @@ def evaluate(
     """
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise InputError(out_dir, "exists and is not a folder")
+    if out_dir is not None:
+        check_writable(out_dir)
     matching = match_cases(pred, ref)
     problem = matching.problem()
     if problem and strict:
@@ -128,12 +131,13 @@ def evaluate(
     if out_dir is not None:
         out = Path(out_dir)
         result.output_dir = out
-        result.files = {
-            "metrics.csv": write_metrics_csv(cases, out / "metrics.csv"),
-            "lesions.csv": write_lesions_csv(cases, out / "lesions.csv"),
-            "summary.json": write_summary(summary, out / "summary.json"),
-            "summary.png": write_summary_png(cases, summary, out / "summary.png"),
-        }
+        with atomic_group():  # the four files appear together or not at all
+            result.files = {
+                "metrics.csv": write_metrics_csv(cases, out / "metrics.csv"),
+                "lesions.csv": write_lesions_csv(cases, out / "lesions.csv"),
+                "summary.json": write_summary(summary, out / "summary.json"),
+                "summary.png": write_summary_png(cases, summary, out / "summary.png"),
+            }
     return result
 
 

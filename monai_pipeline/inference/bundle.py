@@ -14,7 +14,7 @@ from monai_pipeline.inference.model import LoadedModel
 from monai_pipeline.inference.postprocess import PostprocessConfig
 from monai_pipeline.inference.run import InferenceCase, InferSummary, find_scans, run_cases
 from monai_pipeline.preprocessing.config import PreprocessingConfig
-from monai_pipeline.training.checkpoint import BEST_NAME
+from monai_pipeline.training.checkpoint import BEST_NAME, load_weights
 from monai_pipeline.training.inferers import SliceStackInferer
 from monai_pipeline.training.record import read_run_record
 
@@ -71,7 +71,7 @@ class BundleInference:
         if not weights.is_file():
             raise InputError(weights, "missing: not a trained run (made by `monai-pipeline train`)")
         device = torch.device(device)
-        network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        network.load_state_dict(load_weights(weights))
         record = read_run_record(run)
         self.model = LoadedModel(
             networks=[network.to(device).eval()],

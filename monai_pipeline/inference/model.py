@@ -13,7 +13,7 @@ import torch
 
 from monai_pipeline.errors import InputError, PipelineError
 from monai_pipeline.preprocessing.config import PreprocessingConfig
-from monai_pipeline.training.checkpoint import BEST_NAME
+from monai_pipeline.training.checkpoint import BEST_NAME, load_weights
 from monai_pipeline.training.network import build_network
 from monai_pipeline.training.record import RUN_RECORD
 
@@ -111,7 +111,7 @@ def load_model(
         settings.append(record["inference"])
         args.append(record["network"])
         network = build_network(**record["network"])
-        state = torch.load(run / BEST_NAME, map_location="cpu", weights_only=True)
+        state = load_weights(run / BEST_NAME)
         try:
             network.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
         except (RuntimeError, AttributeError) as err:

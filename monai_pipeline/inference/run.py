@@ -34,8 +34,11 @@ from monai_pipeline.inference.model import LoadedModel, load_model
 from monai_pipeline.inference.postprocess import PostprocessConfig
 from monai_pipeline.inference.quality import log_flags
 from monai_pipeline.inference.segment import Segmentation, segment
+from monai_pipeline.io.atomic import atomic_group, atomic_path, check_writable, discard
+from monai_pipeline.io.folders import folder_entries
+from monai_pipeline.io.lock import folder_lock
 from monai_pipeline.io.reader import case_name, is_image_file, read_image
-from monai_pipeline.io.writer import atomic_path, write_image
+from monai_pipeline.io.writer import write_image
 from monai_pipeline.preprocessing.hu import ensure_hu
 
 __all__ = ["InferenceCase", "InferSummary", "find_scans", "infer", "run_cases"]
@@ -82,11 +85,11 @@ def find_scans(path: str | os.PathLike[str], exclude: str | os.PathLike[str] | N
     if path.is_file():
         return [InferenceCase(case_name(path), path)]
     skip = Path(exclude).resolve() if exclude is not None else None
-    entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.resolve() != skip)
+    entries = [p for p in folder_entries(path) if p.resolve() != skip]
     images = [p for p in entries if p.is_file() and is_image_file(p)]
     folders = []
     for folder in (p for p in entries if p.is_dir()):
-        files = [q for q in folder.iterdir() if q.is_file() and not q.name.startswith(".")]
+        files = [q for q in folder_entries(folder) if q.is_file()]
         if any(not is_image_file(q) and not _is_output(q) for q in files):
             folders.append(folder)
         elif files:
@@ -137,6 +140,8 @@ def infer(
     """
     out = Path(output_dir)
     cases = find_scans(input_path, exclude=out)
+    _check_output(cases, out)
+    check_writable(out)
     model = load_model(model_dir, folds, device)
     return run_cases(
         cases,
@@ -171,43 +176,51 @@ def run_cases(
 ) -> InferSummary:
     """Segment ``cases`` with a loaded model into ``output_dir`` (see :func:`infer`).
 
+    A case that fails leaves none of its outputs in ``output_dir``, also none from an earlier run. The folder is
+    locked for the run: a second run into it is refused.
+
     Raises:
         InputError: ``output_dir`` is a file, or an output would overwrite one of the scans.
+        OutputError: ``output_dir`` cannot be written.
+        PipelineError: another run is writing into ``output_dir``.
     """
     out = Path(output_dir)
     _check_output(cases, out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = InferSummary(output_dir=out)
-    bar = tqdm(cases, desc="infer", unit="scan", disable=not progress)
-    for case in bar:
-        bar.set_postfix_str(case.name)
-        start = time.perf_counter()
-        try:
-            image = ensure_hu(read_image(case.path, series_uid=series_uid, assume_spacing=assume_spacing), case.path)
-            result = segment(
-                image,
-                model,
-                tta=tta,
-                overlap=overlap,
-                sw_batch_size=sw_batch_size,
-                postprocessing=postprocessing,
-                probabilities=save_probabilities,
-            )
-            files = _write_case(case, result, image, out, preview)
-            log_flags(case.name, result.flags)
-            summary.cases[case.name] = {
-                **result.summary,
-                "seconds": round(time.perf_counter() - start, 2),
-                "files": files,
-                "lesion_list": [asdict(lesion) for lesion in result.lesions],
-            }
-        except Exception as err:  # noqa: BLE001 - one bad scan is reported, the others go on
-            summary.failed[case.name] = case_failure(err, case.path)
-            summary.details[case.name] = traceback.format_exc()
-            if progress:
-                bar.write(f"failed: {summary.failed[case.name]}")
-    bar.close()
-    _write_summary(summary, model)
+    check_writable(out, create=True)
+    with folder_lock(out, "infer"):
+        summary = InferSummary(output_dir=out)
+        bar = tqdm(cases, desc="infer", unit="scan", disable=not progress)
+        for case in bar:
+            bar.set_postfix_str(case.name)
+            start = time.perf_counter()
+            try:
+                scan = read_image(case.path, series_uid=series_uid, assume_spacing=assume_spacing)
+                image = ensure_hu(scan, case.path)
+                result = segment(
+                    image,
+                    model,
+                    tta=tta,
+                    overlap=overlap,
+                    sw_batch_size=sw_batch_size,
+                    postprocessing=postprocessing,
+                    probabilities=save_probabilities,
+                )
+                files = _write_case(case, result, image, out, preview)
+                log_flags(case.name, result.flags)
+                summary.cases[case.name] = {
+                    **result.summary,
+                    "seconds": round(time.perf_counter() - start, 2),
+                    "files": files,
+                    "lesion_list": [asdict(lesion) for lesion in result.lesions],
+                }
+            except Exception as err:  # noqa: BLE001 - one bad scan is reported, the others go on
+                summary.failed[case.name] = case_failure(err, case.path)
+                summary.details[case.name] = traceback.format_exc()
+                discard(out / f"{case.name}{ending}" for ending in _OUTPUT_ENDINGS)
+                if progress:
+                    bar.write(f"failed: {summary.failed[case.name]}")
+        bar.close()
+        _write_summary(summary, model)
     return summary
 
 
@@ -224,14 +237,16 @@ def _check_output(cases: list[InferenceCase], out: Path) -> None:
 
 
 def _write_case(case: InferenceCase, result: Segmentation, image, out: Path, preview: bool) -> dict[str, str]:
-    files = {"mask": write_image(result.mask, out / f"{case.name}_seg.nii.gz")}
-    files["lesions"] = write_lesion_csv(result.lesions, out / f"{case.name}_lesions.csv")
-    for name, probability in result.probabilities.items():
-        files[f"probability_{name}"] = write_image(probability, out / f"{case.name}_prob_{name}.nii.gz")
-    if preview:
-        from monai_pipeline.inference.preview import write_preview
+    """Write a case's outputs together: they appear only when every one of them is written."""
+    with atomic_group():
+        files = {"mask": write_image(result.mask, out / f"{case.name}_seg.nii.gz")}
+        files["lesions"] = write_lesion_csv(result.lesions, out / f"{case.name}_lesions.csv")
+        for name, probability in result.probabilities.items():
+            files[f"probability_{name}"] = write_image(probability, out / f"{case.name}_prob_{name}.nii.gz")
+        if preview:
+            from monai_pipeline.inference.preview import write_preview
 
-        files["preview"] = write_preview(image, result, out / f"{case.name}_preview.png")
+            files["preview"] = write_preview(image, result, out / f"{case.name}_preview.png")
     return {key: path.name for key, path in files.items()}
 
 

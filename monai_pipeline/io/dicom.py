@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from monai_pipeline.errors import InputError
 from monai_pipeline.io.dicom_files import is_dicom_file, mentions_uid, pixel_data_problem
+from monai_pipeline.io.folders import folder_entries
 
 __all__ = ["SeriesInfo", "is_dicom_file", "list_series", "read_dicom_series"]
 
@@ -183,7 +184,7 @@ def _scan(folder: Path) -> tuple[list[_Series], list[Path]]:
                     _Series(SeriesInfo(uid, tuple(s.path for s in slices), slices[0].modality), slices, unreadable)
                 )
     listed = {path for series in found for path in (*series.info.files, *series.unreadable)}
-    unlisted = sorted(path for path in folder.iterdir() if path.is_file() and str(path) not in listed)
+    unlisted = sorted(path for path in folder_entries(folder) if path.is_file() and str(path) not in listed)
     if unlisted:
         dicom = [path.name for path in unlisted if is_dicom_file(path)]
         shown = f"; damaged DICOM files among them: {', '.join(dicom[:5])}" if dicom else ""

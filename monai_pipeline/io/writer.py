@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from monai_pipeline.io.atomic import atomic_path, check_output, native_stderr
 from monai_pipeline.io.geometry import Geometry
 
 __all__ = ["atomic_path", "write_image", "write_mask"]
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary name beside ``path`` (same endings) and rename it to ``path`` when the block succeeds.
-
-    On any error the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    name = path.name
-    stem, dot, endings = name.partition(".")
-    tmp = path.with_name(f".{stem}.tmp-{uuid.uuid4().hex[:8]}{dot}{endings}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike[str], *, compression_level: int = 1) -> Path:
@@ -50,7 +29,9 @@ def write_image(image: sitk.Image, path: str | os.PathLike[str], *, compression_
         for key in clean.GetMetaDataKeys():
             clean.EraseMetaData(key)
     with atomic_path(path) as tmp:
-        sitk.WriteImage(clean, str(tmp), useCompression=True, compressionLevel=compression_level)
+        with native_stderr() as printed:  # niftilib reports a short write (a full disk) only here
+            sitk.WriteImage(clean, str(tmp), useCompression=True, compressionLevel=compression_level)
+        check_output(printed)
     return Path(path)
 
 

@@ -11,16 +11,20 @@ from typing import Any
 import SimpleITK as sitk
 
 from monai_pipeline.errors import InputError, case_failure
+from monai_pipeline.io.atomic import atomic_group, atomic_path, discard
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.io.reader import check_label_values, read_image
-from monai_pipeline.io.writer import atomic_path, write_image
+from monai_pipeline.io.writer import write_image
 from monai_pipeline.prepare.discover import RawCase
 from monai_pipeline.prepare.fingerprint import case_fingerprint
 from monai_pipeline.preprocessing.config import PreprocessingConfig
 from monai_pipeline.preprocessing.hu import ensure_hu
 from monai_pipeline.preprocessing.pipeline import preprocess
 
-__all__ = ["CaseResult", "case_paths", "read_case", "prepare_case", "fingerprint_case", "load_finished"]
+__all__ = ["FOLDERS", "CaseResult", "case_paths", "read_case", "prepare_case", "fingerprint_case", "load_finished"]
+
+FOLDERS = ("images", "labels", "records")
+"""The sub-folders of a prepared dataset that hold one file per case (see :func:`case_paths`)."""
 
 GEOMETRY_TOLERANCE = 1e-3
 """Image and label grids that differ by less than this (relative spacing, 1/100 voxel origin) are the same grid."""
@@ -39,11 +43,8 @@ class CaseResult:
 
 def case_paths(out_dir: Path, name: str) -> dict[str, Path]:
     """Where a prepared case's files go."""
-    return {
-        "image": out_dir / "images" / f"{name}.nii.gz",
-        "label": out_dir / "labels" / f"{name}.nii.gz",
-        "record": out_dir / "records" / f"{name}.json",
-    }
+    images, labels, records = (out_dir / folder for folder in FOLDERS)
+    return {"image": images / f"{name}.nii.gz", "label": labels / f"{name}.nii.gz", "record": records / f"{name}.json"}
 
 
 def read_case(case: RawCase) -> tuple[sitk.Image, sitk.Image | None]:
@@ -94,7 +95,8 @@ def load_finished(case: RawCase, out_dir: Path, digest: str) -> dict[str, Any] |
 def prepare_case(case: RawCase, out_dir: Path, config: PreprocessingConfig, raw_dir: Path) -> CaseResult:
     """Prepare one case into ``out_dir`` unless it is already done with the same parameters.
 
-    Never raises for a bad case: the failure is returned so that the other cases go on.
+    Never raises for a bad case: the failure is returned so that the other cases go on, and the case is left
+    with none of its files (they appear together, only when all are written).
     """
     digest = config.digest()
     finished = load_finished(case, out_dir, digest)
@@ -106,9 +108,6 @@ def prepare_case(case: RawCase, out_dir: Path, config: PreprocessingConfig, raw_
         prepared = preprocess(image, config, label)
         del image, label
         paths = case_paths(out_dir, case.name)
-        write_image(prepared.image, paths["image"])
-        if prepared.label is not None:
-            write_image(prepared.label, paths["label"])
         record = {
             "case": case.name,
             "split": case.split,
@@ -120,10 +119,15 @@ def prepare_case(case: RawCase, out_dir: Path, config: PreprocessingConfig, raw_
             "fingerprint": fingerprint,
             "preprocessing": prepared.record,
         }
-        with atomic_path(paths["record"]) as tmp:
-            tmp.write_text(json.dumps(record, indent=1) + "\n")
+        with atomic_group():
+            write_image(prepared.image, paths["image"])
+            if prepared.label is not None:
+                write_image(prepared.label, paths["label"])
+            with atomic_path(paths["record"]) as tmp:
+                tmp.write_text(json.dumps(record, indent=1) + "\n")
         return CaseResult(case.name, record=record)
     except Exception as err:  # noqa: BLE001 - a bad case is reported and the others go on
+        discard(case_paths(out_dir, case.name).values())
         return _failure(case, err)
 
 

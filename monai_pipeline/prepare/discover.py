@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monai_pipeline.errors import InputError
+from monai_pipeline.io.folders import folder_entries, usable
 
 __all__ = ["RawCase", "find_cases"]
 
@@ -86,14 +87,14 @@ def _msd_cases(root: Path) -> list[RawCase]:
                 raise InputError(path, f"listed in {manifest.name} but missing")
         cases.append(RawCase(_msd_name(image), image, label))
     listed = {case.image.name for case in cases}
-    for image in sorted((root / "imagesTr").iterdir()):
+    for image in folder_entries(root / "imagesTr"):
         match = _NIFTI.match(image.name)
         if match and image.name not in listed:
             label = root / "labelsTr" / image.name
             cases.append(RawCase(match.group(1), image, label if label.is_file() else None))
     images_ts = root / "imagesTs"
     if images_ts.is_dir():
-        for image in sorted(images_ts.iterdir()):
+        for image in folder_entries(images_ts):
             match = _NIFTI.match(image.name)
             if match:
                 cases.append(RawCase(match.group(1), image, None))
@@ -114,8 +115,8 @@ def _lits_cases(root: Path) -> list[RawCase]:
     volumes: dict[str, Path] = {}
     labels: dict[str, Path] = {}
     tests: dict[str, Path] = {}
-    for path in sorted(root.rglob("*.nii*")):
-        if not path.is_file() or path.name.startswith("."):
+    for path in usable(sorted(root.rglob("*"))):
+        if ".nii" not in path.name or not path.is_file() or path.name.startswith("."):
             continue
         for pattern, found, prefix in (
             (_LITS_VOLUME, volumes, ""),

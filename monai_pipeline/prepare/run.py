@@ -26,11 +26,14 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from monai_pipeline.errors import InputError, PipelineError
-from monai_pipeline.io.writer import atomic_path
+from monai_pipeline.io.atomic import atomic_path, check_writable
+from monai_pipeline.io.lock import folder_lock
+from monai_pipeline.prepare.case import FOLDERS as _FOLDERS
 from monai_pipeline.prepare.case import CaseResult, case_paths, fingerprint_case, prepare_case
 from monai_pipeline.prepare.datalist import assign_folds, build_datalist
 from monai_pipeline.prepare.discover import RawCase, find_cases
 from monai_pipeline.prepare.fingerprint import dataset_fingerprint, intensity_stats
+from monai_pipeline.prepare.workers import die_with_parent
 from monai_pipeline.preprocessing.config import PreprocessingConfig
 
 __all__ = ["PrepareSummary", "prepare_dataset"]
@@ -94,29 +97,31 @@ def prepare_dataset(
     fold_of = assign_folds(training, folds, seed)
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, create=True)
+    with folder_lock(out, "prepare", clean=("", *_FOLDERS)):
+        summary = PrepareSummary(out_dir=out)
+        if config.normalization == "zscore" and config.intensity_stats is None:
+            fingerprints = _run(fingerprint_case, cases, workers, progress, "fingerprint", summary)
+            config = config.with_stats(intensity_stats(r.record["fingerprint"] for r in fingerprints))
+        config.save(out / "preprocessing.json")
 
-    summary = PrepareSummary(out_dir=out)
-    if config.normalization == "zscore" and config.intensity_stats is None:
-        fingerprints = _run(fingerprint_case, cases, workers, progress, "fingerprint", summary)
-        config = config.with_stats(intensity_stats(r.record["fingerprint"] for r in fingerprints))
-    config.save(out / "preprocessing.json")
+        todo = [case for case in cases if case.name not in summary.failed]
+        task = functools.partial(prepare_case, out_dir=out, config=config, raw_dir=raw)
+        results = _run(task, todo, workers, progress, "prepare", summary)
+        records = {result.name: result.record for result in results}
+        for result in results:
+            (summary.skipped if result.skipped else summary.prepared).append(result.name)
 
-    todo = [case for case in cases if case.name not in summary.failed]
-    task = functools.partial(prepare_case, out_dir=out, config=config, raw_dir=raw)
-    results = _run(task, todo, workers, progress, "prepare", summary)
-    records = {result.name: result.record for result in results}
-    for result in results:
-        (summary.skipped if result.skipped else summary.prepared).append(result.name)
-
-    _write_json(out / "fingerprint.json", dataset_fingerprint({n: r["fingerprint"] for n, r in records.items()}))
-    done = [case for case in cases if case.name in records]
-    _write_json(out / "datalist.json", build_datalist(done, fold_of, folds, seed, lambda name: case_paths(out, name)))
-    if summary.failed:
-        logger.warning("%d case(s) failed: %s", len(summary.failed), ", ".join(sorted(summary.failed)))
-    if not records:
-        raise PipelineError(f"{raw}: no case could be prepared ({len(summary.failed)} failed)")
-    return summary
+        _write_json(out / "fingerprint.json", dataset_fingerprint({n: r["fingerprint"] for n, r in records.items()}))
+        done = [case for case in cases if case.name in records]
+        _write_json(
+            out / "datalist.json", build_datalist(done, fold_of, folds, seed, lambda name: case_paths(out, name))
+        )
+        if summary.failed:
+            logger.warning("%d case(s) failed: %s", len(summary.failed), ", ".join(sorted(summary.failed)))
+        if not records:
+            raise PipelineError(f"{raw}: no case could be prepared ({len(summary.failed)} failed)")
+        return summary
 
 
 def _run(
@@ -147,14 +152,15 @@ def _map(task: Callable[[RawCase], CaseResult], cases: list[RawCase], workers: i
         yield from map(task, cases)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
         futures = [pool.submit(task, case) for case in cases]
         for future in as_completed(futures):
             yield future.result()
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    die_with_parent(parent)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

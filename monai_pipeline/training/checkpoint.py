@@ -16,7 +16,7 @@ from monai_pipeline.errors import InputError
 from monai_pipeline.io.writer import atomic_path
 from monai_pipeline.training.distributed import is_rank_zero
 
-__all__ = ["RunCheckpoint", "check_resume", "BEST_NAME", "LAST_NAME"]
+__all__ = ["RunCheckpoint", "check_resume", "load_weights", "BEST_NAME", "LAST_NAME"]
 
 BEST_NAME = "model.pt"
 """Weights (a plain state dict) of the network at its best validation score, as the model zoo names them."""
@@ -164,13 +164,35 @@ def check_resume(output_dir: str | os.PathLike[str], network: torch.nn.Module, r
         _load_checked(path, getattr(network, "module", network))
 
 
-def _load_checked(path: Path, module: torch.nn.Module) -> dict[str, Any]:
+def load_weights(path: str | os.PathLike[str], hint: str = "") -> Any:
+    """Load a checkpoint with ``torch.load(..., weights_only=True)`` onto the CPU: the one door for weights.
+
+    A file that is not a checkpoint of plain weights (a text file, a pickle of other objects) is refused with one
+    line; the safe loader is never turned off.
+
+    Args:
+        path: the checkpoint file.
+        hint: what the user can do, appended to the message (e.g. "delete it or use a new --output-dir").
+
+    Raises:
+        InputError: the file cannot be read, or is not a checkpoint of plain weights.
+    """
+    path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise InputError(
-            path, "is not a checkpoint this pipeline can resume; delete it or use a new --output-dir"
-        ) from err
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are no news to the user
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as err:
+        raise InputError(path, f"cannot be read ({err.strerror or err})") from err
+    except Exception as err:  # noqa: BLE001 - whatever the unpickler says, the file is not plain weights
+        reason = next((line for line in str(err).splitlines() if "Unsupported global" in line), type(err).__name__)
+        logger.debug("%s: refused by the safe loader: %s", path, reason.strip())
+        problem = "not a checkpoint of plain weights (a PyTorch state dict), so it cannot be loaded safely"
+        raise InputError(path, f"{problem}; {hint}" if hint else problem) from None
+
+
+def _load_checked(path: Path, module: torch.nn.Module) -> dict[str, Any]:
+    state = load_weights(path, "delete it or use a new --output-dir")
     own = module.state_dict()
     weights = state.get("model") if isinstance(state, dict) else None
     if (

@@ -13,6 +13,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_pipeline.errors import InputError
+from monai_pipeline.training.checkpoint import load_weights
 
 __all__ = ["LoadReport", "load_pretrained", "FreezeEncoder", "DYNUNET_ENCODER"]
 
@@ -47,10 +48,7 @@ def load_pretrained(network: torch.nn.Module, path: str | os.PathLike[str] | Non
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise InputError(path, "not a PyTorch checkpoint of plain weights (a state dict) that loads safely") from err
+    state = load_weights(path)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):
