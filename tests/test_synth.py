@@ -85,7 +85,7 @@ def test_tumours_lie_inside_the_liver(seed):
 
 def test_tumour_counts_and_sizes():
     diameters = [[2 * t.shape.radii.mean() for t in sample_anatomy(seed).tumours] for seed in range(4)]
-    assert all(1 <= len(case) <= 6 for case in diameters)
+    assert all(1 <= len(case) <= 14 for case in diameters)  # 7-14 in a multifocal liver
     assert all(4 <= d <= 46 for case in diameters for d in case)
     assert any(d <= 10 for case in diameters for d in case)  # a small one
     assert any(d >= 25 for case in diameters for d in case)  # a large one
