@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from monai_pipeline.inference.components import value_box
 from monai_pipeline.inference.lesions import Lesion, measure_lesions, scan_summary
 from monai_pipeline.inference.model import LoadedModel
-from monai_pipeline.inference.postprocess import PostprocessConfig, liver_region, mask_box, postprocess
+from monai_pipeline.inference.postprocess import PostprocessConfig, liver_region, postprocess
 from monai_pipeline.inference.predict import predict_probabilities, probabilities_to_labels, probability_image
 from monai_pipeline.inference.quality import (
     QualityFlag,
@@ -82,7 +83,7 @@ def segment(
     entropy = mean_entropy(probs, kept)
     del kept
     labels = probabilities_to_labels(probs, grid, original, region)
-    labels = postprocess(labels, original, postprocessing)
+    labels = postprocess(labels, original, postprocessing, copy=False)
     whole_ml = None
     if postprocessing.min_liver_ml > 0:
         liver_ml = float(np.count_nonzero(labels)) * float(np.prod(original.spacing)) / 1000.0
@@ -115,7 +116,7 @@ def segment(
 
 def _lesions(labels: np.ndarray, original: Geometry, probs: np.ndarray, grid: Geometry, image: sitk.Image):
     """Measure the lesions inside the tumours' bounding box only, with the probability interpolated there."""
-    box = mask_box(labels == 2)
+    box = value_box(labels, lambda slab: slab == 2)
     if box is None:
         return []
     start = tuple(s.start for s in box[::-1])
