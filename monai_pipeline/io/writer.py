@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ import SimpleITK as sitk
 
 from monai_pipeline.io.geometry import Geometry
 
-__all__ = ["atomic_path", "write_image", "write_mask"]
+__all__ = ["atomic_path", "remove_partial_files", "write_image", "write_mask"]
 
 
 @contextmanager
@@ -64,3 +65,18 @@ def write_mask(mask: np.ndarray, geometry: Geometry, path: str | os.PathLike[str
         raise ValueError(f"mask shape {mask.shape} does not match the geometry's (z, y, x) shape {geometry.shape}.")
     image = sitk.GetImageFromArray(np.asarray(mask, dtype=np.uint8))
     return write_image(geometry.apply(image), path)
+
+
+_TEMPORARY = re.compile(r"^\..+\.tmp-[0-9a-f]{8}(\..*)?$")
+
+
+def remove_partial_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files :func:`atomic_path` left in ``folder`` when a process was killed mid-write (a
+    kill -9 skips the clean-up); a re-run calls this before writing again. Returns the files removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [path for path in folder.iterdir() if _TEMPORARY.match(path.name) and path.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed

@@ -26,7 +26,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from monai_pipeline.errors import InputError, PipelineError
-from monai_pipeline.io.writer import atomic_path
+from monai_pipeline.io.writer import atomic_path, remove_partial_files
 from monai_pipeline.prepare.case import CaseResult, case_paths, fingerprint_case, prepare_case
 from monai_pipeline.prepare.datalist import assign_folds, build_datalist
 from monai_pipeline.prepare.discover import RawCase, find_cases
@@ -66,7 +66,8 @@ def prepare_dataset(
 ) -> PrepareSummary:
     """Prepare every case under ``data_dir`` into ``out_dir``.
 
-    Cases already prepared with the same parameters are skipped, so an interrupted run resumes. A bad case is
+    Cases already prepared with the same parameters are skipped, so an interrupted run resumes (even one killed
+    mid-write: its partial files are removed) and ends as an uninterrupted run would have. A bad case is
     reported in the summary and left out of the datalist; the others are prepared.
 
     Args:
@@ -95,6 +96,10 @@ def prepare_dataset(
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    # a run killed mid-write (kill -9 skips every clean-up) leaves partial files under temporary names
+    for folder in (out, *(path.parent for path in case_paths(out, "_").values())):
+        for path in remove_partial_files(folder):
+            logger.info("removed %s, left by an interrupted run", path)
 
     summary = PrepareSummary(out_dir=out)
     if config.normalization == "zscore" and config.intensity_stats is None:
