@@ -113,3 +113,39 @@ def test_mean_entropy_memory_is_bounded(monkeypatch):
         tracemalloc.stop()
     assert found == pytest.approx(expected, rel=1e-9)
     assert peak < 6 * inside.size, f"{peak / inside.size:.1f} bytes per voxel"
+
+
+@pytest.mark.parametrize("code", ["LPS", "SLP"])  # axial slices along the array's first axis, or its last
+def test_measure_lesions_in_slabs_is_bounded_and_the_same(code, monkeypatch):
+    """Tumour over much of the scan (a weak model): measured slab by slab, with the values asked for slab by slab,
+    the lesions are those of one slab, for a few bytes a voxel."""
+    import SimpleITK as sitk
+
+    from monai_pipeline.inference.lesions import measure_lesions
+
+    image = sitk.GetImageFromArray(_speckle(1))
+    image.SetSpacing(GEOMETRY.spacing)
+    image = sitk.DICOMOrient(image, code)
+    labels, geometry = sitk.GetArrayFromImage(image), Geometry.of(image)
+    hu = np.random.default_rng(2).normal(40, 20, labels.shape).astype(np.float32)
+    probability = np.random.default_rng(3).random(labels.shape, dtype=np.float32)
+    whole = measure_lesions(labels, geometry, probability, hu)
+    monkeypatch.setattr(COMPONENTS, "SLAB_VOXELS", 20_000)
+    asked = []
+
+    def values(array):
+        def give(cut):
+            asked.append(array[cut].size)
+            return array[cut]
+
+        return give
+
+    tracemalloc.start()
+    try:
+        slabbed = measure_lesions(labels, geometry, values(probability), values(hu))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(whole) > 100 and slabbed == whole
+    assert max(asked) <= 20_000 + labels.size // min(labels.shape)
+    assert peak < 4 * labels.size, f"{peak / labels.size:.1f} bytes per voxel"

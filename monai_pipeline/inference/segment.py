@@ -115,13 +115,22 @@ def segment(
 
 
 def _lesions(labels: np.ndarray, original: Geometry, probs: np.ndarray, grid: Geometry, image: sitk.Image):
-    """Measure the lesions inside the tumours' bounding box only, with the probability interpolated there."""
+    """Measure the lesions inside the tumours' bounding box only; the tumour probability is interpolated and the HU
+    read slab by slab, as :func:`measure_lesions` asks for them."""
     box = value_box(labels, lambda slab: slab == 2)
     if box is None:
         return []
-    start = tuple(s.start for s in box[::-1])
-    size = tuple(s.stop - s.start for s in box[::-1])
-    part = crop_geometry(original, (start, size))
-    tumour = sitk.GetArrayFromImage(resample_onto(probability_image(probs, 2, grid), part, "linear"))
-    hu = sitk.GetArrayViewFromImage(image)[box].astype(np.float32)
-    return measure_lesions(labels[box], part, tumour, hu)
+    part = crop_geometry(original, _index_box(box))
+    tumour_image = probability_image(probs, 2, grid)
+    hu = sitk.GetArrayViewFromImage(image)[box]
+
+    def tumour(cut: tuple[slice, ...]) -> np.ndarray:
+        inner = tuple(slice(*c.indices(n)[:2]) for c, n in zip(cut, part.shape))
+        return sitk.GetArrayFromImage(resample_onto(tumour_image, crop_geometry(part, _index_box(inner)), "linear"))
+
+    return measure_lesions(labels[box], part, tumour, lambda cut: hu[cut].astype(np.float32))
+
+
+def _index_box(box: tuple[slice, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(start, size) along (x, y, z) of a (z, y, x) box of slices."""
+    return tuple(s.start for s in box[::-1]), tuple(s.stop - s.start for s in box[::-1])
