@@ -1,7 +1,8 @@
 """Benchmark of ``monai_pipeline.inference.infer`` end to end against a model-zoo-style MONAI inference pipeline.
 
 Run ``python benchmarks/bench_infer.py``; ``--quick`` for a smaller volume, ``--tall`` for the 512x512x900 memory
-check, ``--input FILE`` to benchmark any scan, ``--default-network`` to time ours around the bundle's default network
+check (with ``--weak-model`` its worst case: an untrained network marking liver and tumour all over the scan),
+``--input FILE`` to benchmark any scan, ``--default-network`` to time ours around the bundle's default network
 (untrained weights: timings only). Each measurement runs in a fresh process (its peak RSS is VmHWM, its own); figures
 are medians over ``--repeats`` runs, the pipelines taking turns within each repeat.
 
@@ -341,6 +342,28 @@ def default_network_run(folder: Path) -> Path:
     return folder
 
 
+def weak_model_run(folder: Path) -> Path:
+    """The worst case for memory: the benchmark model's network (the bundle's ``cpu`` configuration at 3 mm) with
+    freshly initialised weights (seed 0). Its near-uniform softmax puts liver and tumour all over the scan, as a
+    weakly trained model does, so that post-processing and lesion measurement meet the largest masks they can."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from monai_pipeline.preprocessing import PreprocessingConfig
+    from monai_pipeline.training import BEST_NAME, build_network, write_run_record
+
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / name) for name in ("train.json", "cpu.json")])
+    network_args, inference_args = (parser.get_parsed_content(key) for key in ("network_args", "inference_args"))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    write_run_record(folder, network_args, inference_args, note="untrained: the memory worst case")
+    PreprocessingConfig(spacing=(MODEL_SETTINGS["spacing_mm"],) * 3).save(folder / "preprocessing.json")
+    torch.manual_seed(0)
+    torch.save(build_network(**network_args).state_dict(), folder / BEST_NAME)
+    return folder
+
+
 def model_description(run: Path) -> dict:
     """What the run was trained with, as its own records say."""
     record = json.loads((run / "run.json").read_text())
@@ -561,18 +584,26 @@ def main() -> int:
         action="store_true",
         help="also the Dice against the reference with each of ours' choices switched to the reference's",
     )
+    parser.add_argument(
+        "--weak-model",
+        action="store_true",
+        help="the memory worst case: an untrained network that marks liver and tumour all over the scan (with --tall "
+        "for the 512x512x900 peak; no reference, no Dice)",
+    )
     parser.add_argument("--json", type=Path, help="default: results/infer.json (infer-tall.json with --tall)")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    if args.default_network and args.model is not None:
-        parser.error("--default-network builds its own run; leave out --model")
+    if (args.default_network or args.weak_model) and args.model is not None:
+        parser.error("--default-network and --weak-model build their own run; leave out --model")
 
     model_cache = RESULTS / "model"
     model_info = None
     run = args.model
     if args.default_network:
         run, args.no_reference = default_network_run(RESULTS / "default-network-run"), True
+    elif args.weak_model:
+        run, args.no_reference = weak_model_run(RESULTS / "weak-model-run"), True
     elif run is None:
         run, model_info = ensure_model(model_cache)
     model = model_description(run)
@@ -653,6 +684,8 @@ def main() -> int:
     }
     if args.default_network:
         report["dice"], report["note"] = {}, "untrained default network: timings only, the masks mean nothing"
+    if args.weak_model:
+        report["dice"], report["note"] = {}, "untrained network: the memory worst case, the masks mean nothing"
     if "ours" in results and "reference" in results:
         report["speedup_ours_vs_reference"] = round(results["reference"]["wall_s"] / results["ours"]["wall_s"], 2)
         report["speedup_ours_no_post_vs_reference"] = round(
@@ -663,6 +696,8 @@ def main() -> int:
     default_json = RESULTS / ("infer-tall.json" if args.tall else "infer.json")
     if args.default_network:
         default_json = default_json.with_name(default_json.stem + "-default-network.json")
+    elif args.weak_model:
+        default_json = default_json.with_name(default_json.stem + "-weak-model.json")
     json_path = args.json or default_json
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")

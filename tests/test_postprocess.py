@@ -214,15 +214,15 @@ def test_liver_region_on_the_networks_grid_empties_a_small_liver():
     assert region is None and volume > NO_LIVER_ML and kept.sum() == np.count_nonzero(_liver())
 
 
-@pytest.mark.parametrize("per_lesion_limit", [64, 0])
+@pytest.mark.parametrize("slab_voxels", [4_000_000, 20_000, 1])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_tumour_in_liver_equals_a_distance_transform_over_the_whole_box(seed, per_lesion_limit, monkeypatch):
-    """Checking each lesion in its own widened box (few lesions) or all in their common widened box (many) gives the
-    same answer as one distance transform over the whole foreground box, on random scattered lesions around a
-    liver."""
+def test_tumour_in_liver_equals_a_distance_transform_over_the_whole_box(seed, slab_voxels, monkeypatch):
+    """Labelling and measuring distances in one slab, in slabs of a few slices or slice by slice gives the same
+    answer as one distance transform over the whole foreground box, on random scattered lesions around a liver."""
     from scipy import ndimage
 
-    monkeypatch.setattr(sys.modules["monai_pipeline.inference.postprocess"], "PER_LESION_LIMIT", per_lesion_limit)
+    monkeypatch.setattr(sys.modules["monai_pipeline.inference.components"], "SLAB_VOXELS", slab_voxels)
+    monkeypatch.setattr(sys.modules["monai_pipeline.inference.postprocess"], "DISTANCE_VOXELS", slab_voxels)
 
     rng = np.random.default_rng(seed)
     labels = _liver()

@@ -142,3 +142,55 @@ def test_mask_of_another_size_is_an_error_and_writes_nothing(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="does not match"):
         write_preview(ct, result, tmp_path / "bad.png")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch) -> list:
+    """The figures write_preview saves, for looking at their panels."""
+    from matplotlib.figure import Figure
+
+    figures, save = [], Figure.savefig
+
+    def keep(figure, *args, **kwargs):
+        figures.append(figure)
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return figures
+
+
+def _panel_sizes(figure) -> dict[str, tuple[float, float]]:
+    """(width, height) in inches of the drawn image of each panel, by its title's first word."""
+    sizes = {}
+    for ax in figure.axes[:3]:
+        box = ax.get_position()
+        width, height = figure.get_size_inches()
+        sizes[ax.get_title().split()[0]] = (box.width * width, box.height * height)
+    return sizes
+
+
+def test_thin_scan_panels_have_a_minimum_height(tmp_path: Path, drawn_figures) -> None:
+    """20 slices of 2 mm under a 180 x 140 mm field of view: the coronal and sagittal panels are stretched to a
+    third of their width (and say so), not drawn as slivers a quarter of it high."""
+    ct, mask = make_case((180.0, 140.0, 40.0), (1.5, 1.5, 2.0), DIRECTIONS["LPS"], phantom=PHANTOM)
+    labels = sitk.GetArrayFromImage(mask)
+    lesions = measure_lesions(labels, Geometry.of(mask))
+    result = Segmentation(mask=mask, lesions=lesions, summary=scan_summary(labels, Geometry.of(mask), lesions))
+    assert ct.GetSize()[2] == 20
+    write_preview(ct, result, tmp_path / "thin.png", tumour_probability=_tumour_probability(mask))
+    (figure,) = drawn_figures
+    sizes = _panel_sizes(figure)
+    for name in ("coronal", "sagittal"):
+        width, height = sizes[name]
+        assert height >= 0.32 * width, f"{name} panel {width:.2f} x {height:.2f} in"
+    titles = [ax.get_title() for ax in figure.axes[:3]]
+    assert "stretched" not in titles[0] and all("slices stretched" in title for title in titles[1:])
+
+
+def test_panels_share_one_physical_scale(tmp_path: Path, drawn_figures) -> None:
+    """The coronal panel (180 mm wide) is 180/140 times as wide as the sagittal one (140 mm)."""
+    ct, result = _case(DIRECTIONS["LPS"])
+    write_preview(ct, result, tmp_path / "scale.png")
+    sizes = _panel_sizes(drawn_figures[0])
+    assert sizes["coronal"][0] / sizes["sagittal"][0] == pytest.approx(180.0 / 140.0, rel=0.05)
+    assert sizes["coronal"][1] == pytest.approx(sizes["sagittal"][1], rel=0.05)  # the same 100 mm high

@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="fail when a prediction or reference has no partner (default: warn)"
     )
+    parser.add_argument(
+        "--resample-ref",
+        action="store_true",
+        help="resample a reference on other voxels than its prediction onto the prediction's grid (nearest "
+        "neighbour); a reference on the same voxels in another orientation is always reoriented",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from monai_pipeline.evaluation import evaluate
     from monai_pipeline.evaluation.report import format_table
 
-    result = evaluate(args.pred, args.ref, args.out, strict=args.strict, progress=not args.quiet)
+    result = evaluate(
+        args.pred, args.ref, args.out, strict=args.strict, resample_ref=args.resample_ref, progress=not args.quiet
+    )
     print(format_table(result.cases, result.summary))
     unmatched = len(result.unmatched_predictions) + len(result.unmatched_references)
     where = f" -> {result.output_dir}" if result.output_dir is not None else ""

@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
+    parser.add_argument(
+        "--resample-labels",
+        action="store_true",
+        help="resample a label on other voxels than its CT onto the CT's grid (nearest neighbour); a label on the "
+        "same voxels in another orientation is always reoriented",
+    )
 
 
 def build_config(args: argparse.Namespace) -> PreprocessingConfig:
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         folds=args.folds,
         seed=args.seed,
         workers=args.workers,
+        resample_labels=args.resample_labels,
         progress=not args.quiet,
     )
     print(

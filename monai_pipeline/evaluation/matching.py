@@ -17,6 +17,7 @@ those are, so an ``infer`` output folder or a LiTS folder with its ``volume-*`` 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from monai_pipeline.io.folders import folder_entries
 from monai_pipeline.io.reader import IMAGE_SUFFIXES, case_name, is_image_file
 
 __all__ = ["CasePair", "Matching", "case_key", "find_masks", "match_cases"]
+
+logger = logging.getLogger(__name__)
 
 _LITS = re.compile(r"^(?:segmentation|volume|liver)[-_](\d+)$", re.IGNORECASE)
 _MASK_NAME = re.compile(r"(?:_seg$|^segmentation-)", re.IGNORECASE)
@@ -133,14 +136,26 @@ def _single_file(source: Source) -> bool:
 
 
 def _folder_masks(folder: Path, role: str) -> list[Path]:
-    files = [
-        path
-        for path in sorted(folder_entries(folder), key=lambda p: _natural(p.name))
-        if path.is_file() and is_image_file(path)
-    ]
-    files = [path for path in files if not case_name(path).lower().endswith(_NOT_MASKS)]
+    """The mask files of a folder; the files left out are named in one log line per reason."""
+    entries = sorted((p for p in folder_entries(folder) if p.is_file()), key=lambda p: _natural(p.name))
+    ignored: dict[str, list[Path]] = {}
+    files = []
+    for path in entries:
+        if path.name.startswith("."):
+            ignored.setdefault("hidden", []).append(path)
+        elif not is_image_file(path):
+            ignored.setdefault(f"not an image file ({', '.join(IMAGE_SUFFIXES)})", []).append(path)
+        elif case_name(path).lower().endswith(_NOT_MASKS):
+            ignored.setdefault("probability maps, not masks", []).append(path)
+        else:
+            files.append(path)
     named = [path for path in files if _MASK_NAME.search(case_name(path))]
+    if named and len(named) < len(files):
+        unnamed = [path for path in files if path not in named]
+        ignored["not named as masks (*_seg, segmentation-*) while other files of the folder are"] = unnamed
     files = named or files
+    for reason, paths in ignored.items():
+        logger.info("%s: ignored %d file(s) of the %s: %s (%s)", folder, len(paths), role, _names(paths), reason)
     if not files:
         raise InputError(folder, f"holds no mask files ({role}; expected {', '.join(IMAGE_SUFFIXES)})")
     return files

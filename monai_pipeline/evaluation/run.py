@@ -27,6 +27,7 @@ from monai_pipeline.evaluation.matching import CasePair, Source, match_cases
 from monai_pipeline.evaluation.metrics import EMPTY_DISTANCE_MM
 from monai_pipeline.evaluation.plot import write_summary_png
 from monai_pipeline.evaluation.report import write_lesions_csv, write_metrics_csv, write_summary
+from monai_pipeline.io.align import describe_change, onto_grid, same_voxels
 from monai_pipeline.io.atomic import atomic_group, check_writable
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.io.reader import check_label_values, read_image
@@ -82,6 +83,7 @@ def evaluate(
     out_dir: str | os.PathLike[str] | None = None,
     strict: bool = False,
     *,
+    resample_ref: bool = False,
     progress: bool = False,
 ) -> EvaluationResult:
     """Evaluate predicted liver and tumour masks against reference masks, as the LiTS challenge scores them.
@@ -95,14 +97,18 @@ def evaluate(
             written when None.
         strict: refuse to run when a prediction or a reference has no partner (otherwise they are listed in a
             warning and the matched cases are evaluated).
+        resample_ref: a reference on other voxels than its prediction is resampled onto the prediction's grid
+            with nearest neighbour (otherwise it is refused). A reference holding the same voxels in another axis
+            order or direction (a dcm2niix NIfTI, LAS, of a DICOM series read as LPS) is always reoriented onto
+            the prediction's grid: the comparison is made in physical space.
         progress: show a progress bar.
 
     Returns:
         The per-case results and the summary.
 
     Raises:
-        InputError: a missing file or folder, a mask that is not a 3D image, labels outside {0, 1, 2}, or a
-            prediction whose geometry differs from its reference's.
+        InputError: a missing file or folder, a mask that is not a 3D image, labels outside {0, 1, 2}, or (without
+            ``resample_ref``) a prediction and a reference on different voxels.
         PipelineError: no case matches, or (with ``strict``) some do not.
     """
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
@@ -116,9 +122,9 @@ def evaluate(
     if problem:
         logger.warning("%s; evaluating the %d matched case(s) only", problem, len(matching.pairs))
     for pair in matching.pairs:
-        _check_headers(pair)
+        _check_headers(pair, resample_ref)
     bar = tqdm(matching.pairs, desc="evaluate", unit="case", disable=None if progress else True)
-    cases = [evaluate_pair(pair) for pair in bar]
+    cases = [evaluate_pair(pair, resample_ref=resample_ref) for pair in bar]
     summary = summarize(cases)
     summary.update(
         pred=_describe(pred),
@@ -141,42 +147,51 @@ def evaluate(
     return result
 
 
-def evaluate_pair(pair: CasePair) -> CaseResult:
-    """Read, check and evaluate one predicted mask against its reference."""
-    pred, ref, geometry = load_pair(pair)
+def evaluate_pair(pair: CasePair, *, resample_ref: bool = False) -> CaseResult:
+    """Read, check and evaluate one predicted mask against its reference (see :func:`load_pair`)."""
+    pred, ref, geometry = load_pair(pair, resample_ref=resample_ref)
     result = evaluate_case(pred, ref, geometry, pair.case)
     result.pred, result.ref = pair.pred, pair.ref
     return result
 
 
-def load_pair(pair: CasePair) -> tuple[np.ndarray, np.ndarray, Geometry]:
-    """The predicted and reference label arrays (z, y, x, uint8) of a pair and their common geometry.
+def load_pair(pair: CasePair, *, resample_ref: bool = False) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """The predicted and reference label arrays (z, y, x, uint8) of a pair on the prediction's grid, and that grid.
+
+    A reference holding the prediction's voxels in another axis order or direction is reoriented onto it; one on
+    other voxels is resampled (nearest neighbour) with ``resample_ref``.
 
     Raises:
-        InputError: a mask cannot be read, has labels outside {0, 1, 2}, or the two geometries differ.
+        InputError: a mask cannot be read, has labels outside {0, 1, 2}, or (without ``resample_ref``) the two hold
+            different voxels.
     """
     ref_image = read_image(pair.ref)
     pred_image = read_image(pair.pred)
-    geometry = Geometry.of(ref_image)
-    _check_geometry(pair, Geometry.of(pred_image), geometry)
-    arrays = []
+    geometry = Geometry.of(pred_image)
+    _check_geometry(pair, geometry, Geometry.of(ref_image), resample_ref)
     for image, path in ((pred_image, pair.pred), (ref_image, pair.ref)):
         check_label_values(image, path)
-        arrays.append(sitk.GetArrayFromImage(image).astype(np.uint8, copy=False))
-    return arrays[0], arrays[1], geometry
+    ref_image = onto_grid(ref_image, geometry, resample=resample_ref)
+    pred, ref = (sitk.GetArrayFromImage(image).astype(np.uint8, copy=False) for image in (pred_image, ref_image))
+    return pred, ref, geometry
 
 
-def _check_geometry(pair: CasePair, pred: Geometry, ref: Geometry) -> None:
-    differences = ref.differences(pred)
-    if differences:
-        raise InputError(
-            pair.pred,
-            f"case {pair.case}: geometry differs from its reference {pair.ref} "
-            f"(prediction vs reference: {'; '.join(differences)})",
-        )
+def _check_geometry(pair: CasePair, pred: Geometry, ref: Geometry, resample_ref: bool) -> None:
+    """Refuse a reference on other voxels than its prediction, unless ``resample_ref``."""
+    if resample_ref or same_voxels(ref, pred):
+        change = describe_change(ref, pred)
+        if change:
+            logger.info("case %s: reference %s %s onto the prediction's grid", pair.case, pair.ref.name, change)
+        return
+    raise InputError(
+        pair.pred,
+        f"case {pair.case}: geometry differs from its reference {pair.ref} and they cover different voxels "
+        f"(prediction vs reference: {'; '.join(ref.differences(pred))}); pass --resample-ref to resample the "
+        "reference onto the prediction's grid (nearest neighbour)",
+    )
 
 
-def _check_headers(pair: CasePair) -> None:
+def _check_headers(pair: CasePair, resample_ref: bool) -> None:
     """Compare the geometries in the two files' headers, so that a mismatch stops the run before any case is
     evaluated; files whose header cannot be read here are checked fully when the case is read."""
     geometries = []
@@ -197,7 +212,7 @@ def _check_headers(pair: CasePair) -> None:
                 direction=tuple(float(v) for v in reader.GetDirection()),
             )
         )
-    _check_geometry(pair, geometries[0], geometries[1])
+    _check_geometry(pair, geometries[0], geometries[1], resample_ref)
 
 
 def _describe(source: Source) -> str | list[str]:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from monai_pipeline.inference.postprocess import CONNECTIVITY
+from monai_pipeline.inference.components import label_slabs
+from monai_pipeline.inference.quality import head_foot_axis
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.io.writer import atomic_path
 
@@ -43,11 +44,16 @@ class Lesion:
     mean_hu: float | None
 
 
+Values = np.ndarray | Callable[[tuple[slice, ...]], np.ndarray] | None
+"""Values on a mask's grid: an array, or a function giving them for a box (z, y, x slices) of it, so that a large
+volume is never held whole; ``None`` for none."""
+
+
 def measure_lesions(
     labels: np.ndarray,
     geometry: Geometry,
-    tumour_probability: np.ndarray | None = None,
-    hu: np.ndarray | None = None,
+    tumour_probability: Values = None,
+    hu: Values = None,
 ) -> list[Lesion]:
     """Measure every tumour of ``labels`` (z, y, x) on the grid ``geometry``.
 
@@ -58,22 +64,58 @@ def measure_lesions(
         hu: the CT in HU on the same grid (for the mean HU), optional.
 
     The longest axial diameter is measured as RECIST does, edge to edge, in the axial plane of the patient (the
-    scan is viewed in RAS so that its third axis runs from feet to head) on the slice where the lesion is widest.
+    slices across the grid's head-foot axis) on the slice where the lesion is widest.
+
+    The mask is read in slabs of axial slices (:mod:`~monai_pipeline.inference.components`), and the values are
+    asked for slab by slab: besides the mask, the memory is that of a slab however many voxels the tumours hold.
     """
-    components, count = ndimage.label(labels == 2, structure=CONNECTIVITY)
+    axis = 2 - head_foot_axis(geometry)  # the array axis across the axial planes
+    across = [a for a in range(3) if a != axis]
+
+    def cut(zs: slice) -> tuple[slice, ...]:
+        box = [slice(None)] * 3
+        box[axis] = zs
+        return tuple(box)
+
+    def axial(values: np.ndarray) -> np.ndarray:
+        return np.moveaxis(values, axis, 0)
+
+    shape = (labels.shape[axis], *(labels.shape[a] for a in across))
+    components = label_slabs(lambda zs: axial(labels[cut(zs)]) == 2, shape)
+    count = components.count
     if count == 0:
         return []
+    voxels = components.sizes[1:]
+    direction = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
+    # physical x, y (mm) of one step along each in-plane array axis (numpy axis a is index axis 2 - a)
+    in_plane = np.stack([direction[:2, 2 - a] * geometry.spacing[2 - a] for a in across], axis=1)
+    sums = np.zeros((count + 1, 3))
+    totals = {"probability": np.zeros(count + 1), "hu": np.zeros(count + 1)}
+    probability_max = np.full(count + 1, -np.inf)
+    diameters = np.zeros(count + 1)
+    for index, zs in enumerate(components.slabs):
+        numbers = components.labels(index, axial(labels[cut(zs)]) == 2)
+        where = np.nonzero(numbers)
+        if not len(where[0]):
+            continue
+        owners = numbers[where]
+        index_zyx = [None] * 3
+        index_zyx[axis] = where[0] + zs.start
+        index_zyx[across[0]], index_zyx[across[1]] = where[1], where[2]
+        for a in range(3):
+            sums[:, a] += np.bincount(owners, weights=index_zyx[a], minlength=count + 1)
+        for name, values in (("probability", tumour_probability), ("hu", hu)):
+            if values is None:
+                continue
+            inside = axial(values(cut(zs)) if callable(values) else np.asarray(values)[cut(zs)])[where]
+            inside = inside.astype(np.float64)
+            totals[name] += np.bincount(owners, weights=inside, minlength=count + 1)
+            if name == "probability":
+                np.maximum.at(probability_max, owners, inside)
+        _widest(numbers, components.sizes, in_plane, diameters)
+    diameters[components.sizes == 1] = _diameter(_CORNERS @ in_plane.T)  # a single voxel's, shared
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
-    where = np.nonzero(components)  # the lesions' voxels, once: centroids and statistics are sums over them
-    owners = components[where]
-    voxels = np.bincount(owners, minlength=count + 1)[1:]
-    centres_zyx = np.stack(
-        [np.bincount(owners, weights=axis, minlength=count + 1)[1:] / voxels for axis in where], axis=1
-    )
-    diameters = _longest_axial_diameters(components, voxels, geometry)
-    probability_mean = _per_lesion(tumour_probability, where, owners, voxels, "mean")
-    probability_max = _per_lesion(tumour_probability, where, owners, voxels, "max")
-    hu_mean = _per_lesion(hu, where, owners, voxels, "mean")
+    centres_zyx = sums[1:] / voxels[:, None]
     lesions = []
     for i in range(count):
         lps = geometry.to_physical(centres_zyx[i][::-1])
@@ -82,22 +124,26 @@ def measure_lesions(
                 lesion_id=0,
                 voxels=int(voxels[i]),
                 volume_ml=round(int(voxels[i]) * voxel_ml, 4),
-                longest_axial_diameter_mm=round(diameters[i], 2),
+                longest_axial_diameter_mm=round(float(diameters[i + 1]), 2),
                 centroid_lps_x_mm=round(lps[0], 2),
                 centroid_lps_y_mm=round(lps[1], 2),
                 centroid_lps_z_mm=round(lps[2], 2),
                 centroid_ras_x_mm=round(-lps[0], 2),
                 centroid_ras_y_mm=round(-lps[1], 2),
                 centroid_ras_z_mm=round(lps[2], 2),
-                mean_probability=None if probability_mean is None else round(probability_mean[i], 4),
-                max_probability=None if probability_max is None else round(probability_max[i], 4),
-                mean_hu=None if hu_mean is None else round(hu_mean[i], 1),
+                mean_probability=_mean(tumour_probability, totals["probability"], voxels, i, 4),
+                max_probability=None if tumour_probability is None else round(float(probability_max[i + 1]), 4),
+                mean_hu=_mean(hu, totals["hu"], voxels, i, 1),
             )
         )
     lesions.sort(key=lambda lesion: -lesion.voxels)
     for number, lesion in enumerate(lesions, start=1):
         lesion.lesion_id = number
     return lesions
+
+
+def _mean(values: Values, totals: np.ndarray, voxels: np.ndarray, i: int, digits: int) -> float | None:
+    return None if values is None else round(float(totals[i + 1] / voxels[i]), digits)
 
 
 def scan_summary(labels: np.ndarray, geometry: Geometry, lesions: list[Lesion]) -> dict[str, Any]:
@@ -125,52 +171,28 @@ def write_lesion_csv(lesions: list[Lesion], path: str | os.PathLike[str]) -> Pat
     return Path(path)
 
 
-def _per_lesion(
-    values: np.ndarray | None,
-    where: tuple[np.ndarray, ...],
-    owners: np.ndarray,
-    voxels: np.ndarray,
-    reduce: str,
-) -> list[float] | None:
-    """The mean or max of ``values`` over each lesion, in float64; ``where`` are the lesions' voxels and ``owners``
-    their lesion labels (one pass with ``bincount`` / ``maximum.at``, no sorting)."""
-    if values is None:
-        return None
-    inside = np.asarray(values)[where].astype(np.float64)
-    if reduce == "mean":
-        result = np.bincount(owners, weights=inside, minlength=len(voxels) + 1)[1:] / voxels
-    else:
-        result = np.full(len(voxels) + 1, -np.inf)
-        np.maximum.at(result, owners, inside)
-        result = result[1:]
-    return result.tolist()
+_CORNERS = np.array([[dr, dc] for dr in (-0.5, 0.5) for dc in (-0.5, 0.5)])
+"""The corners of a voxel around its centre, in (row, column) steps of an axial plane."""
 
 
-def _longest_axial_diameters(components: np.ndarray, voxels: np.ndarray, geometry: Geometry) -> list[float]:
-    """Edge-to-edge widest extent of each component (``voxels``: their sizes) in an axial plane: the components are
-    reoriented to RAS (once, for all), each RAS slice's voxel corners are taken in physical in-plane coordinates, and
-    the largest distance between two of them wins. Single voxels (most of a noisy mask's specks) share one answer."""
-    count = len(voxels)
-    ras = sitk.DICOMOrient(geometry.apply(sitk.GetImageFromArray(components.astype(np.int32, copy=False))), "RAS")
-    direction = np.asarray(ras.GetDirection()).reshape(3, 3)
-    spacing = np.asarray(ras.GetSpacing())
-    array = sitk.GetArrayViewFromImage(ras)
-    corners = np.array([[dx, dy] for dx in (-0.5, 0.5) for dy in (-0.5, 0.5)])
-    in_plane = direction[:2, :2] * spacing[:2]  # physical x, y of the in-plane index axes
-    diameters = [_diameter(corners @ in_plane.T)] * count
-    for label, box in enumerate(ndimage.find_objects(array, max_label=count), start=1):
-        if box is None or voxels[label - 1] == 1:
+def _widest(numbers: np.ndarray, sizes: np.ndarray, in_plane: np.ndarray, diameters: np.ndarray) -> None:
+    """Raise ``diameters`` (by component number) to the widest edge-to-edge extent of each component of a slab of
+    axial planes (``numbers``: component numbers, the planes along axis 0): each plane's voxel corners are taken
+    in physical in-plane coordinates and the largest distance between two of them wins. Single voxels (most of a
+    noisy mask's specks) are left out."""
+    for label, box in enumerate(ndimage.find_objects(numbers), start=1):
+        if box is None or sizes[label] == 1:
             continue
-        inside = array[box] == label
-        best = 0.0
-        for z in range(inside.shape[0]):
-            yx = _row_ends(inside[z])
-            if len(yx) == 0:
+        inside = numbers[box] == label
+        best = diameters[label]
+        for plane in inside:
+            ends = _row_ends(plane)
+            if len(ends) == 0:
                 continue
-            points = (yx[:, None, ::-1] + corners[None]).reshape(-1, 2) @ in_plane.T
+            offset = np.array([box[1].start, box[2].start])
+            points = ((ends + offset)[:, None, :] + _CORNERS[None]).reshape(-1, 2) @ in_plane.T
             best = max(best, _diameter(points))
-        diameters[label - 1] = best
-    return diameters
+        diameters[label] = best
 
 
 def _row_ends(mask: np.ndarray) -> np.ndarray:

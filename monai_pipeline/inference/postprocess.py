@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+import SimpleITK as sitk
 
+from monai_pipeline.inference.components import CONNECTIVITY, SlabComponents, label_slabs, value_box
 from monai_pipeline.inference.quality import NO_LIVER_ML
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.preprocessing.crop import array_box
@@ -21,9 +22,6 @@ __all__ = [
     "mask_box",
     "CONNECTIVITY",
 ]
-
-CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
-"""Voxels touching by a face, an edge or a corner belong to one object (26-connectivity)."""
 
 
 @dataclass(frozen=True)
@@ -51,47 +49,122 @@ class PostprocessConfig:
         return cls(keep_largest_liver=False, tumour_in_liver=False, min_lesion_ml=0.0, min_liver_ml=0.0)
 
 
-def postprocess(labels: np.ndarray, geometry: Geometry, config: PostprocessConfig | None = None) -> np.ndarray:
-    """Apply ``config`` to a label map (z, y, x) with 0 background, 1 liver, 2 tumour; returns a new array.
+def postprocess(
+    labels: np.ndarray, geometry: Geometry, config: PostprocessConfig | None = None, *, copy: bool = True
+) -> np.ndarray:
+    """Apply ``config`` to a label map (z, y, x) with 0 background, 1 liver, 2 tumour.
 
-    Only the bounding box of the foreground is processed, so a large scan with a small liver stays cheap.
+    Only the bounding box of the foreground is processed, and it slab by slab (see
+    :mod:`~monai_pipeline.inference.components`): besides the mask, the memory is that of a slab, whatever the mask
+    holds.
+
+    Args:
+        labels: the label map.
+        geometry: its grid (the spacing turns voxels into mL and mm).
+        config: the steps (default: all on).
+        copy: return a new array (default); ``False`` changes ``labels`` itself, which must then be uint8.
     """
     config = config or PostprocessConfig()
-    out = np.array(labels, dtype=np.uint8, copy=True)
+    if copy:
+        out = np.array(labels, dtype=np.uint8, copy=True)
+    elif labels.dtype != np.uint8:
+        raise ValueError(f"postprocess(copy=False) needs a uint8 label map, got {labels.dtype}.")
+    else:
+        out = labels
     box = mask_box(out)
     if box is None:
         return out
     part = out[box]
     spacing_zyx = np.asarray(geometry.spacing[::-1], dtype=float)
-    if config.keep_largest_liver:
-        components, count = ndimage.label(part >= 1, structure=CONNECTIVITY)
-        if count > 1:
-            sizes = np.bincount(components[components > 0])  # counting the objects' voxels only: sizes[0] is 0
-            part[components != int(np.argmax(sizes))] = 0
-    if np.count_nonzero(part) * float(np.prod(spacing_zyx)) / 1000.0 < config.min_liver_ml:
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    liver_voxels = _keep_largest(part) if config.keep_largest_liver else int(np.count_nonzero(part))
+    if liver_voxels * voxel_ml < config.min_liver_ml:
         part[...] = 0
-    tumour_box = mask_box(part == 2) if config.tumour_in_liver or config.min_lesion_ml > 0 else None
-    if tumour_box is not None:
-        # the tumours are labelled once, in their box widened by the margin (the liver that matters lies within
-        # it); dropping some components leaves the others as they were, so the size step reuses the labels
-        reach = np.ceil(config.liver_margin_mm / spacing_zyx).astype(int) if config.tumour_in_liver else (0, 0, 0)
-        around = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(tumour_box, reach, part.shape))
-        region = part[around]
-        components, _ = ndimage.label(region == 2, structure=CONNECTIVITY)
-        if config.tumour_in_liver:
-            away = _lesions_away_from_liver(region == 1, components, spacing_zyx, config.liver_margin_mm)
-            if away:
-                dropped = np.isin(components, away)
-                region[dropped] = 0
-                components[dropped] = 0
-        if config.min_lesion_ml > 0:
-            volume_ml = np.bincount(components.ravel()) * float(np.prod(spacing_zyx)) / 1000.0
-            small = np.flatnonzero(volume_ml < config.min_lesion_ml)
-            small = small[small > 0]
-            if len(small):
-                region[np.isin(components, small)] = 1
-    out[box] = part
+        return out
+    if config.tumour_in_liver or config.min_lesion_ml > 0:
+        _tidy_tumours(part, spacing_zyx, config)
     return out
+
+
+def _keep_largest(part: np.ndarray) -> int:
+    """Empty every liver (liver and tumour voxels) of ``part`` but the largest, in place; returns its voxels (the
+    first largest in raster order on a tie)."""
+    components = label_slabs(lambda zs: part[zs] != 0, part.shape)
+    if components.count == 0:
+        return 0
+    keep = int(np.argmax(components.sizes[1:])) + 1
+    if components.count > 1:
+        for index, zs in enumerate(components.slabs):
+            slab = part[zs]
+            slab[components.labels(index, slab != 0) != keep] = 0
+    return int(components.sizes[keep])
+
+
+def _tidy_tumours(part: np.ndarray, spacing_zyx: np.ndarray, config: PostprocessConfig) -> None:
+    """Drop the tumours away from the liver and turn the small ones into liver, in place.
+
+    The tumours are labelled once, in their box widened by the margin (the liver that matters lies within it);
+    dropping some components leaves the others as they were, so the size step uses the same components.
+    """
+    tumour_box = value_box(part, lambda slab: slab == 2)
+    if tumour_box is None:
+        return
+    reach = np.ceil(config.liver_margin_mm / spacing_zyx).astype(int) if config.tumour_in_liver else (0, 0, 0)
+    around = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(tumour_box, reach, part.shape))
+    region = part[around]
+    components = label_slabs(lambda zs: region[zs] == 2, region.shape)
+    drop = np.zeros(components.count + 1, dtype=bool)
+    if config.tumour_in_liver:
+        drop[1:] = ~_near_liver(region, components, spacing_zyx, config.liver_margin_mm)[1:]
+    small = np.zeros_like(drop)
+    if config.min_lesion_ml > 0:
+        small[1:] = components.sizes[1:] * (float(np.prod(spacing_zyx)) / 1000.0) < config.min_lesion_ml
+        small &= ~drop
+    if not drop.any() and not small.any():
+        return
+    for index, zs in enumerate(components.slabs):
+        slab = region[zs]
+        numbers = components.labels(index, slab == 2)
+        slab[drop[numbers]] = 0
+        slab[small[numbers]] = 1
+
+
+DISTANCE_VOXELS = 8_000_000
+"""Voxels (a slab with the margin above and below it) of one distance map: about 7 bytes each."""
+
+
+def _near_liver(
+    region: np.ndarray, components: SlabComponents, spacing_zyx: np.ndarray, margin_mm: float
+) -> np.ndarray:
+    """For each component number: True when one of its voxels lies within ``margin_mm`` of a liver voxel (label 1)
+    of ``region``. The distance to the liver is taken in slabs, each with the liver up to the margin above and below
+    it, with SimpleITK's Maurer distance map (float32 squared distances in mm, a few bytes a voxel)."""
+    near = np.zeros(components.count + 1, dtype=bool)
+    depth, plane = region.shape[0], int(np.prod(region.shape[1:]))
+    reach = int(np.ceil(margin_mm / spacing_zyx[0]))
+    step = max(1, DISTANCE_VOXELS // max(plane, 1) - 2 * reach)
+    # float32 rounding of a squared distance that is exactly the margin must not drop it
+    limit = margin_mm**2 * (1 + 1e-6)
+    for index, zs in enumerate(components.slabs):
+        numbers = components.labels(index, region[zs] == 2)
+        for start in range(zs.start, zs.stop, step):
+            stop = min(start + step, zs.stop)
+            inside = numbers[start - zs.start : stop - zs.start]
+            if not inside.any():
+                continue
+            low, high = max(start - reach, 0), min(stop + reach, depth)
+            liver = (region[low:high] == 1).view(np.uint8)
+            if not liver.any():
+                continue
+            image = sitk.GetImageFromArray(liver)
+            image.SetSpacing([float(s) for s in spacing_zyx[::-1]])
+            squared = sitk.SignedMaurerDistanceMap(
+                image, insideIsPositive=False, squaredDistance=True, useImageSpacing=True
+            )
+            close = sitk.GetArrayViewFromImage(squared)[start - low : stop - low] <= limit
+            near[np.unique(inside[close])] = True
+    near[0] = False
+    return near
 
 
 def most_probable_foreground(liver: np.ndarray, tumour: np.ndarray) -> np.ndarray:
@@ -138,62 +211,20 @@ def liver_region(
 
 
 def _largest_region(foreground: np.ndarray) -> np.ndarray | None:
-    """The largest connected region of ``foreground``, or ``None`` when it has at most one."""
+    """The largest connected region of ``foreground``, or ``None`` when it has at most one (labelled slab by slab)."""
     box = mask_box(foreground)
     if box is None:
         return None
-    components, count = ndimage.label(foreground[box], structure=CONNECTIVITY)
-    if count <= 1:
+    part = foreground[box]
+    components = label_slabs(lambda zs: part[zs], part.shape)
+    if components.count <= 1:
         return None
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
+    keep = int(np.argmax(components.sizes[1:])) + 1
     region = np.zeros(foreground.shape, dtype=bool)
-    region[box] = components == int(np.argmax(sizes))
+    inside = region[box]
+    for index, zs in enumerate(components.slabs):
+        inside[zs] = components.labels(index, part[zs]) == keep
     return region
-
-
-PER_LESION_LIMIT = 64
-"""Up to this many tumour components are checked one by one in their own widened boxes; more (a noisy mask) are
-checked with one distance transform over the widened box of all of them."""
-
-
-def _lesions_away_from_liver(
-    liver: np.ndarray, components: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float
-) -> list[int]:
-    """The labels of the ``components`` with no voxel within ``margin_mm`` of a ``liver`` voxel.
-
-    A liver voxel within the margin of a component lies in the component's box widened by the margin, so the
-    distance transform only needs the lesions' surroundings, not the whole liver's box: each component's own widened
-    box when there are few, the widened box around all of them when there are many.
-    """
-    count = int(components.max())
-    if not liver.any():
-        return list(range(1, count + 1))
-    reach = np.ceil(margin_mm / spacing_zyx).astype(int)
-
-    def widened(box: tuple[slice, ...]) -> tuple[slice, ...]:
-        return tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, components.shape))
-
-    def near_liver(box: tuple[slice, ...]) -> np.ndarray:
-        """Within ``box``: True where a liver voxel of the box is within the margin."""
-        region = liver[box]
-        if not region.any():
-            return np.zeros(region.shape, dtype=bool)
-        return ndimage.distance_transform_edt(~region, sampling=spacing_zyx) <= margin_mm
-
-    if count > PER_LESION_LIMIT:
-        box = widened(mask_box(components))  # type: ignore[arg-type]
-        part = components[box]
-        touching = np.unique(part[near_liver(box) & (part > 0)])
-        return sorted(set(range(1, count + 1)) - set(touching.tolist()))
-    away = []
-    for label, box in enumerate(ndimage.find_objects(components), start=1):
-        if box is None:
-            continue
-        wide = widened(box)
-        if not near_liver(wide)[components[wide] == label].any():
-            away.append(label)
-    return away
 
 
 def mask_box(mask: np.ndarray) -> tuple[slice, ...] | None:

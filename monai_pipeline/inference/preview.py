@@ -13,13 +13,17 @@ from matplotlib.figure import Figure
 from monai_pipeline.inference.segment import Segmentation
 from monai_pipeline.io.writer import atomic_path
 
-__all__ = ["write_preview", "WINDOW_HU", "PROBABILITY_FLOOR"]
+__all__ = ["write_preview", "WINDOW_HU", "PROBABILITY_FLOOR", "MIN_PANEL_HEIGHT"]
 
 WINDOW_HU = (-160.0, 240.0)
 """Liver window (level 40, width 400) the CT is shown in."""
 
 PROBABILITY_FLOOR = 0.1
 """The tumour probability is drawn only above this."""
+
+MIN_PANEL_HEIGHT = 1 / 3
+"""A panel is at least this fraction of its width high: the coronal and sagittal panels of a thin scan (a few tens of
+slices) are stretched along the head-foot axis, and say by how much, rather than drawn as slivers."""
 
 # panel name, the LPS array axis it slices (z, y, x), and the letters at its left, right, top and bottom edges
 _VIEWS = (("axial", 0, "RLAP"), ("coronal", 1, "RLSI"), ("sagittal", 2, "APSI"))
@@ -57,14 +61,20 @@ def write_preview(
     probability = None if tumour_probability is None else sitk.Cast(tumour_probability, sitk.sitkFloat32)
     centre = _centre(ct, result, labels)
     spacing_zyx = ct.GetSpacing()[::-1]
+    extent_zyx = np.asarray(ct.GetSize()[::-1]) * spacing_zyx
+    # panels side by side at one scale: each as wide as the patient is along its horizontal axis
+    widths = [float(extent_zyx[2 if axis < 2 else 1]) for _, axis, _ in _VIEWS]
 
     figure = Figure(figsize=(12, 4.5), dpi=100, layout="constrained")
-    axes = figure.subplots(1, 3)
+    axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": widths})
     heatmap = None
-    for ax, (name, axis, letters) in zip(axes, _VIEWS):
+    for ax, (name, axis, letters), width in zip(axes, _VIEWS, widths):
         cut = [slice(None)] * 3
         cut[axis] = centre[axis]
         rows, columns = [s for a, s in enumerate(spacing_zyx) if a != axis]
+        height = float(extent_zyx[1 if axis == 0 else 0])
+        stretch = max(1.0, MIN_PANEL_HEIGHT * width / height)
+        rows *= stretch
         flip = slice(None, None, -1) if axis else slice(None)  # coronal and sagittal: head (high z) at the top
         ax.imshow(hu[tuple(cut)][flip], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], aspect=rows / columns)
         if probability is not None:
@@ -83,7 +93,10 @@ def write_preview(
             if inside.any() and not inside.all():
                 ax.contour(inside.astype(np.uint8), levels=[0.5], colors=colour, linewidths=1.5)
         _letters(ax, letters)
-        ax.set_title(name if probability is not None else f"{name} (outlines only: no tumour probability)", fontsize=9)
+        title = name if stretch < 1.05 else f"{name} (slices stretched {stretch:.1f}x)"
+        if probability is None:
+            title += " (outlines only: no tumour probability)"
+        ax.set_title(title, fontsize=9)
         ax.set_axis_off()
     if heatmap is not None:
         figure.colorbar(heatmap, ax=list(axes), shrink=0.8, label="tumour probability")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from monai_pipeline.inference.components import slab_slices
 from monai_pipeline.io.geometry import Geometry
 from monai_pipeline.preprocessing.crop import array_box
 
@@ -159,11 +160,19 @@ def _edges_reached(labels: np.ndarray, geometry: Geometry) -> list[str]:
 
 def mean_entropy(probabilities: np.ndarray, inside: np.ndarray) -> float | None:
     """Mean entropy, in units of log(C), of the class probabilities (C, z, y, x) over the voxels of ``inside``
-    (None when it is empty)."""
-    if not inside.any():
+    (None when it is empty). Summed slab by slab, so the float64 copies it needs stay small however many voxels
+    ``inside`` holds."""
+    count = int(np.count_nonzero(inside))
+    if count == 0:
         return None
-    p = np.clip(probabilities[:, inside].astype(np.float64), 1e-12, 1.0)
-    return float(np.mean(-(p * np.log(p)).sum(axis=0)) / np.log(len(probabilities)))
+    total = 0.0
+    for zs in slab_slices(inside.shape[0], int(np.prod(inside.shape[1:]))):
+        part = inside[zs]
+        if not part.any():
+            continue
+        p = np.clip(probabilities[:, zs][:, part].astype(np.float64), 1e-12, 1.0)
+        total += float(-(p * np.log(p)).sum())
+    return total / count / float(np.log(len(probabilities)))
 
 
 def confidence_flags(entropy: float | None, tta_dice: float | None) -> list[QualityFlag]:

@@ -9,6 +9,9 @@ For every scan it writes into the output folder::
     <case>_preview.png          axial, coronal and sagittal views with outlines and tumour heatmap (--preview)
     summary.json                every case's volumes, burden, lesions and quality flags, and the cases that failed
 
+``summary.json`` is rewritten after every case: a folder run stopped at any point (even by kill -9) and started
+again keeps the cases it finished and ends as an uninterrupted run would have (:mod:`~monai_pipeline.inference.resume`).
+
 A scan is checked to hold CT values in HU first (:func:`~monai_pipeline.preprocessing.hu.ensure_hu`): a label map
 or an MR fails, a CT stored as HU + 1024 is corrected with a warning. Each quality flag of a case is logged as a
 warning line naming the case.
@@ -33,6 +36,7 @@ from monai_pipeline.inference.lesions import write_lesion_csv
 from monai_pipeline.inference.model import LoadedModel, load_model
 from monai_pipeline.inference.postprocess import PostprocessConfig
 from monai_pipeline.inference.quality import log_flags
+from monai_pipeline.inference.resume import can_keep, finished_cases, input_identity, run_settings
 from monai_pipeline.inference.segment import Segmentation, segment
 from monai_pipeline.io.atomic import atomic_group, atomic_path, check_writable, discard
 from monai_pipeline.io.folders import folder_entries
@@ -188,12 +192,19 @@ def run_cases(
     _check_output(cases, out)
     check_writable(out, create=True)
     with folder_lock(out, "infer"):
+        options = {"tta": tta, "probabilities": save_probabilities, "preview": preview, "overlap": overlap}
+        settings = run_settings(model, postprocessing, sw_batch_size=sw_batch_size, series_uid=series_uid, **options)
+        finished = finished_cases(out, settings)
         summary = InferSummary(output_dir=out)
         bar = tqdm(cases, desc="infer", unit="scan", disable=not progress)
         for case in bar:
             bar.set_postfix_str(case.name)
             start = time.perf_counter()
             try:
+                identity = input_identity(case.path)
+                if can_keep(finished.get(case.name), identity, out):
+                    summary.cases[case.name] = finished[case.name]  # finished by an earlier, interrupted run
+                    continue
                 scan = read_image(case.path, series_uid=series_uid, assume_spacing=assume_spacing)
                 image = ensure_hu(scan, case.path)
                 result = segment(
@@ -212,6 +223,7 @@ def run_cases(
                     "seconds": round(time.perf_counter() - start, 2),
                     "files": files,
                     "lesion_list": [asdict(lesion) for lesion in result.lesions],
+                    "input": identity,
                 }
             except Exception as err:  # noqa: BLE001 - one bad scan is reported, the others go on
                 summary.failed[case.name] = case_failure(err, case.path)
@@ -219,8 +231,10 @@ def run_cases(
                 discard(out / f"{case.name}{ending}" for ending in _OUTPUT_ENDINGS)
                 if progress:
                     bar.write(f"failed: {summary.failed[case.name]}")
+            # written after every case, so that a run stopped at any point resumes from here
+            _write_summary(summary, model, settings)
         bar.close()
-        _write_summary(summary, model)
+        _write_summary(summary, model, settings)
     return summary
 
 
@@ -250,13 +264,14 @@ def _write_case(case: InferenceCase, result: Segmentation, image, out: Path, pre
     return {key: path.name for key, path in files.items()}
 
 
-def _write_summary(summary: InferSummary, model: LoadedModel) -> None:
+def _write_summary(summary: InferSummary, model: LoadedModel, settings: dict[str, Any]) -> None:
     record = {
         "model": [str(run) for run in model.runs],
         "device": str(model.device),
         "coordinates": "centroids in mm, LPS (DICOM) and RAS (NIfTI viewers); volumes in mL",
         "cases": summary.cases,
         "failed": summary.failed,
+        "settings": settings,
     }
     with atomic_path(summary.output_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")

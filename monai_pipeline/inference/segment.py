@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from monai_pipeline.inference.components import value_box
 from monai_pipeline.inference.lesions import Lesion, measure_lesions, scan_summary
 from monai_pipeline.inference.model import LoadedModel
-from monai_pipeline.inference.postprocess import PostprocessConfig, liver_region, mask_box, postprocess
+from monai_pipeline.inference.postprocess import PostprocessConfig, liver_region, postprocess
 from monai_pipeline.inference.predict import predict_probabilities, probabilities_to_labels, probability_image
 from monai_pipeline.inference.quality import (
     QualityFlag,
@@ -82,7 +83,7 @@ def segment(
     entropy = mean_entropy(probs, kept)
     del kept
     labels = probabilities_to_labels(probs, grid, original, region)
-    labels = postprocess(labels, original, postprocessing)
+    labels = postprocess(labels, original, postprocessing, copy=False)
     whole_ml = None
     if postprocessing.min_liver_ml > 0:
         liver_ml = float(np.count_nonzero(labels)) * float(np.prod(original.spacing)) / 1000.0
@@ -114,13 +115,22 @@ def segment(
 
 
 def _lesions(labels: np.ndarray, original: Geometry, probs: np.ndarray, grid: Geometry, image: sitk.Image):
-    """Measure the lesions inside the tumours' bounding box only, with the probability interpolated there."""
-    box = mask_box(labels == 2)
+    """Measure the lesions inside the tumours' bounding box only; the tumour probability is interpolated and the HU
+    read slab by slab, as :func:`measure_lesions` asks for them."""
+    box = value_box(labels, lambda slab: slab == 2)
     if box is None:
         return []
-    start = tuple(s.start for s in box[::-1])
-    size = tuple(s.stop - s.start for s in box[::-1])
-    part = crop_geometry(original, (start, size))
-    tumour = sitk.GetArrayFromImage(resample_onto(probability_image(probs, 2, grid), part, "linear"))
-    hu = sitk.GetArrayViewFromImage(image)[box].astype(np.float32)
-    return measure_lesions(labels[box], part, tumour, hu)
+    part = crop_geometry(original, _index_box(box))
+    tumour_image = probability_image(probs, 2, grid)
+    hu = sitk.GetArrayViewFromImage(image)[box]
+
+    def tumour(cut: tuple[slice, ...]) -> np.ndarray:
+        inner = tuple(slice(*c.indices(n)[:2]) for c, n in zip(cut, part.shape))
+        return sitk.GetArrayFromImage(resample_onto(tumour_image, crop_geometry(part, _index_box(inner)), "linear"))
+
+    return measure_lesions(labels[box], part, tumour, lambda cut: hu[cut].astype(np.float32))
+
+
+def _index_box(box: tuple[slice, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(start, size) along (x, y, z) of a (z, y, x) box of slices."""
+    return tuple(s.start for s in box[::-1]), tuple(s.stop - s.start for s in box[::-1])

@@ -141,6 +141,40 @@ class Geometry:
         """An empty image on this grid, for use as a resampling reference."""
         return self.apply(sitk.Image(list(self.size), pixel_id))
 
+    def axis_map(self, like: Geometry, tolerance: float = 1e-3) -> tuple[list[int], list[int]] | None:
+        """For each index axis of ``like``: the axis of this grid parallel to it and +1 or -1 (same or opposite
+        direction); ``None`` when no order of this grid's axes is parallel to ``like``'s."""
+        own = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        target = np.asarray(like.direction, dtype=float).reshape(3, 3)
+        dots = target.T @ own  # [i, j]: cosine between like's axis i and this grid's axis j
+        order = np.argmax(np.abs(dots), axis=1)
+        cosines = dots[np.arange(3), order]
+        if sorted(order.tolist()) != [0, 1, 2] or not np.allclose(np.abs(cosines), 1.0, atol=tolerance):
+            return None
+        return [int(j) for j in order], [1 if c > 0 else -1 for c in cosines]
+
+    def reoriented_like(self, like: Geometry, tolerance: float = 1e-3) -> Geometry | None:
+        """This grid with its index axes permuted and flipped (:meth:`axis_map`) to run as ``like``'s do, or
+        ``None`` when they cannot be.
+
+        The voxels stay where they are in physical space: when the result has no :meth:`differences` from ``like``,
+        the two grids hold the same voxels, e.g. a dcm2niix NIfTI (LAS) of a DICOM series read as LPS.
+        """
+        mapping = self.axis_map(like, tolerance)
+        if mapping is None:
+            return None
+        order, signs = mapping
+        corner = np.zeros(3)
+        for axis, sign in zip(order, signs):
+            corner[axis] = 0 if sign > 0 else self.size[axis] - 1
+        own = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        return Geometry(
+            size=tuple(self.size[j] for j in order),
+            spacing=tuple(self.spacing[j] for j in order),
+            origin=tuple(float(v) for v in self.to_physical(corner)),
+            direction=tuple(float(v) for v in (own[:, order] * np.asarray(signs)).ravel()),
+        )
+
     def differences(self, other: Geometry, tolerance: float = 1e-3) -> list[str]:
         """What differs between two geometries, beyond ``tolerance`` (relative for spacing, mm for origin).
 

@@ -65,11 +65,13 @@ def prepare_dataset(
     folds: int = 5,
     seed: int = 0,
     workers: int = 1,
+    resample_labels: bool = False,
     progress: bool = True,
 ) -> PrepareSummary:
     """Prepare every case under ``data_dir`` into ``out_dir``.
 
-    Cases already prepared with the same parameters are skipped, so an interrupted run resumes. A bad case is
+    Cases already prepared with the same parameters are skipped, so an interrupted run resumes (even one killed
+    mid-write: its partial files are removed) and ends as an uninterrupted run would have. A bad case is
     reported in the summary and left out of the datalist; the others are prepared.
 
     Args:
@@ -80,6 +82,8 @@ def prepare_dataset(
         folds: number of cross-validation folds assigned to the training cases.
         seed: seed of the fold assignment.
         workers: parallel processes.
+        resample_labels: resample a label on other voxels than its CT onto the CT's grid (nearest neighbour)
+            rather than refuse the case; a label on the same voxels in another orientation is always reoriented.
         progress: show a progress bar.
 
     Raises:
@@ -101,12 +105,13 @@ def prepare_dataset(
     with folder_lock(out, "prepare", clean=("", *_FOLDERS)):
         summary = PrepareSummary(out_dir=out)
         if config.normalization == "zscore" and config.intensity_stats is None:
-            fingerprints = _run(fingerprint_case, cases, workers, progress, "fingerprint", summary)
+            fingerprint = functools.partial(fingerprint_case, resample_labels=resample_labels)
+            fingerprints = _run(fingerprint, cases, workers, progress, "fingerprint", summary)
             config = config.with_stats(intensity_stats(r.record["fingerprint"] for r in fingerprints))
         config.save(out / "preprocessing.json")
 
         todo = [case for case in cases if case.name not in summary.failed]
-        task = functools.partial(prepare_case, out_dir=out, config=config, raw_dir=raw)
+        task = functools.partial(prepare_case, out_dir=out, config=config, raw_dir=raw, resample_labels=resample_labels)
         results = _run(task, todo, workers, progress, "prepare", summary)
         records = {result.name: result.record for result in results}
         for result in results:
