@@ -200,8 +200,6 @@ def run_cases(
             message = str(err) if isinstance(err, PipelineError) else f"{case.path}: {type(err).__name__}: {err}"
             summary.failed[case.name] = message.splitlines()[0]
             summary.details[case.name] = traceback.format_exc()
-            if progress:
-                bar.write(f"failed: {summary.failed[case.name]}")
     bar.close()
     _write_summary(summary, model)
     return summary

@@ -12,7 +12,7 @@ from typing import Any
 from monai_pipeline.errors import InputError, PipelineError
 from monai_pipeline.training.data import fold_files
 
-__all__ = ["DEFAULT_BUNDLE", "bundle_config_files", "default_bundle", "train"]
+__all__ = ["DEFAULT_BUNDLE", "bundle_config_files", "bundle_defaults", "default_bundle", "train"]
 
 DEFAULT_BUNDLE = Path("bundles") / "liver_tumor_ct"
 
@@ -21,6 +21,21 @@ def default_bundle() -> Path:
     """The bundle of this checkout (beside the package), or ``bundles/liver_tumor_ct`` under the working folder."""
     beside = Path(__file__).resolve().parents[2] / DEFAULT_BUNDLE
     return beside if (beside / "configs" / "train.json").is_file() else DEFAULT_BUNDLE
+
+
+def bundle_defaults(bundle: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings of a bundle's ``train.json`` that hold plain values (numbers, flags, lists of numbers), the
+    ones ``--set KEY=VALUE`` changes; empty when the bundle has no readable ``train.json``."""
+    try:
+        config = json.loads((Path(bundle) / "configs" / "train.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {
+        key: value
+        for key, value in config.items()
+        if isinstance(value, (int, float, bool))
+        or (isinstance(value, list) and all(isinstance(item, (int, float)) for item in value))
+    }
 
 
 def bundle_config_files(
