@@ -11,6 +11,7 @@ from typing import Any
 
 from monai_pipeline.errors import InputError, PipelineError
 from monai_pipeline.training.data import fold_files
+from monai_pipeline.training.settings import CHECKED_SETTINGS, check_override, check_settings
 
 __all__ = ["DEFAULT_BUNDLE", "bundle_config_files", "bundle_defaults", "default_bundle", "train"]
 
@@ -123,12 +124,17 @@ def train(
         values["pretrained"] = str(Path(pretrained).resolve())
     parser = ConfigParser()
     parser.read_config([str(f) for f in files])
-    for key in overrides or {}:
+    for key, value in (overrides or {}).items():
         if key not in parser:
             raise PipelineError(f"unknown config key '{key}': not in {', '.join(f.name for f in files)}")
+        current = parser.get(key)
+        if isinstance(current, str) and current.startswith("$") and "@" not in current:
+            current = parser.get_parsed_content(key)  # a self-contained expression such as amp's: its value's kind
+        check_override(key, value, current)
     if quiet:
         values.update(progress=False, print_stats=False)
     values.update(overrides or {})
+    _check_resolved(parser, values)
     configs = bundle / "configs"
     if quiet:  # MONAI warns that it skips its logging configuration, which is what quiet asks for
         logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)
@@ -143,6 +149,20 @@ def train(
     workflow.run()
     workflow.finalize()
     return run_dir
+
+
+def _check_resolved(parser: Any, values: Mapping[str, Any]) -> None:
+    """Check the settings the run will use (the configs with ``values`` applied) before anything is built."""
+    for key, value in values.items():
+        parser[key] = value
+    settings = {}
+    for key in CHECKED_SETTINGS:
+        if key in parser:
+            try:
+                settings[key] = parser.get_parsed_content(key)
+            except Exception as err:  # noqa: BLE001 - an expression the user wrote; say which and why
+                raise PipelineError(f"setting {key}: cannot be evaluated: {err}") from err
+    check_settings(settings)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
