@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from monai_pipeline import __version__
-from monai_pipeline.errors import PipelineError
+from monai_pipeline.errors import Interrupted, PipelineError
 
 __all__ = ["DefaultsHelpFormatter", "main", "run_command"]
 
@@ -84,8 +84,11 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
             first = str(err).splitlines()[0] if str(err) else ""
             print(f"error: unexpected {type(err).__name__}: {first} (run with --debug for details)", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        if args.debug:
+            raise
+        said = str(err) if isinstance(err, Interrupted) and str(err) else "interrupted; files already written are kept"
+        print(f"error: {said}", file=sys.stderr)
         return 130
 
 

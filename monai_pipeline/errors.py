@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["PipelineError", "InputError"]
+__all__ = ["PipelineError", "InputError", "Interrupted"]
 
 
 class PipelineError(Exception):
@@ -23,3 +23,7 @@ class InputError(PipelineError):
         self.path = os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with a line that says what was kept and how to go on; the CLI prints it and exits with 130."""

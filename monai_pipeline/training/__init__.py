@@ -21,6 +21,8 @@ _EXPORTS = {
     "is_rank_zero": "distributed",
     "FreezeEncoder": "finetune",
     "LoadReport": "finetune",
+    "QuietExit": "interrupt",
+    "run_training": "interrupt",
     "load_pretrained": "finetune",
     "SliceStackInferer": "inferers",
     "region_output": "metrics",

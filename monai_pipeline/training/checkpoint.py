@@ -16,7 +16,7 @@ from monai_pipeline.errors import InputError
 from monai_pipeline.io.writer import atomic_path
 from monai_pipeline.training.distributed import is_rank_zero
 
-__all__ = ["RunCheckpoint", "check_resume", "BEST_NAME", "LAST_NAME"]
+__all__ = ["RunCheckpoint", "check_resume", "kept_state", "BEST_NAME", "LAST_NAME"]
 
 BEST_NAME = "model.pt"
 """Weights (a plain state dict) of the network at its best validation score, as the model zoo names them."""
@@ -162,6 +162,21 @@ def check_resume(output_dir: str | os.PathLike[str], network: torch.nn.Module, r
     path = Path(output_dir) / LAST_NAME
     if resume and path.is_file():
         _load_checked(path, getattr(network, "module", network))
+
+
+def kept_state(output_dir: str | os.PathLike[str]) -> str:
+    """What a run folder holds to go on from, in a few words: the epoch of ``checkpoint_last.pt`` and of the best
+    ``model.pt``, or that no epoch finished yet (what an interrupted run tells its user)."""
+    folder = Path(output_dir)
+    try:
+        state = torch.load(folder / LAST_NAME, map_location="cpu", weights_only=True)
+        epoch, best_epoch, best = int(state["trainer"]["epoch"]), int(state["best_epoch"]), float(state["best_metric"])
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError, EOFError):
+        return f"no epoch had finished, so {folder} holds no checkpoint yet; a re-run starts from the beginning"
+    best_text = ""
+    if best_epoch and (folder / BEST_NAME).is_file():
+        best_text = f" and {BEST_NAME} (best validation, epoch {best_epoch}, mean Dice {best:.4f})"
+    return f"kept {LAST_NAME} (epoch {epoch}){best_text} in {folder}; the same command resumes from epoch {epoch + 1}"
 
 
 def _load_checked(path: Path, module: torch.nn.Module) -> dict[str, Any]:

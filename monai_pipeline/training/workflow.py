@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_pipeline.errors import InputError, PipelineError
+from monai_pipeline.errors import InputError, Interrupted, PipelineError
 from monai_pipeline.training.data import fold_files
 from monai_pipeline.training.settings import CHECKED_SETTINGS, check_override, check_settings
 
@@ -145,8 +145,15 @@ def train(
         workflow_type="train",
         **values,
     )
-    workflow.initialize()
-    workflow.run()
+    try:
+        workflow.initialize()
+        workflow.run()
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:  # while the datasets load, before training runs
+        from monai_pipeline.training.checkpoint import kept_state
+
+        raise Interrupted(f"interrupted: {kept_state(run_dir)}") from None
     workflow.finalize()
     return run_dir
 
