@@ -15,13 +15,14 @@ from ignite.engine import Engine, Events
 from monai_pipeline.errors import InputError
 from monai_pipeline.io.writer import atomic_path
 from monai_pipeline.training.distributed import is_rank_zero
+from monai_pipeline.training.rng import capture_rng, restore_rng
 
 __all__ = ["RunCheckpoint", "check_resume", "kept_state", "BEST_NAME", "LAST_NAME"]
 
 BEST_NAME = "model.pt"
 """Weights (a plain state dict) of the network at its best validation score, as the model zoo names them."""
 LAST_NAME = "checkpoint_last.pt"
-"""Everything needed to resume: network, optimizer, scheduler, trainer state, best score and patience."""
+"""Everything needed to resume: network, optimizer, scheduler, trainer state, best score, patience, random state."""
 
 _SCHEDULE_POSITION = ("last_epoch", "_step_count")
 
@@ -44,6 +45,8 @@ class RunCheckpoint:
         metric_name: the validation metric to maximise.
         patience: validation rounds without improvement before training stops; 0 never stops early.
         resume: continue from ``checkpoint_last.pt`` in ``output_dir`` when it exists.
+        data_loader: the training data loader, whose transforms' and own random state are saved and restored
+            with the global generators (so that a resumed run draws the patches an uninterrupted one would).
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class RunCheckpoint:
         metric_name: str = "val_mean_dice",
         patience: int = 0,
         resume: bool = True,
+        data_loader: Any = None,
     ) -> None:
         if patience < 0:
             raise ValueError(f"patience must be >= 0, got {patience}.")
@@ -63,6 +67,7 @@ class RunCheckpoint:
         self.network, self.optimizer, self.lr_scheduler = network, optimizer, lr_scheduler
         self.evaluator, self.metric_name = evaluator, metric_name
         self.patience, self.resume = int(patience), bool(resume)
+        self.data_loader = data_loader
         self.best_metric, self.best_epoch, self.stale_rounds = -1.0, 0, 0
         self.trainer: Engine | None = None
 
@@ -89,6 +94,7 @@ class RunCheckpoint:
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
             "stale_rounds": self.stale_rounds,
+            "rng": capture_rng(self.data_loader),
         }
         if self.lr_scheduler is not None:
             state["lr_scheduler"] = self.lr_scheduler.state_dict()
@@ -117,6 +123,8 @@ class RunCheckpoint:
         engine.state.iteration = int(state["trainer"]["iteration"])
         self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])
         self.stale_rounds = int(state["stale_rounds"])
+        if "rng" in state:  # absent from checkpoints of older versions
+            restore_rng(state["rng"], self.data_loader)
         if engine.state.epoch >= engine.state.max_epochs:
             logger.info("run in %s already finished %d epochs", self.output_dir, engine.state.epoch)
         logger.info("resumed from %s at epoch %d", path, engine.state.epoch)
