@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _bundle_data import BUNDLE, load_weights, prepare_small_dataset, restored_logging
+from _bundle_data import BUNDLE, load_weights, prepare_small_dataset, read_log, restored_logging
 
 from monai_pipeline.errors import Interrupted
 from monai_pipeline.training import LAST_NAME, RunCheckpoint
@@ -96,3 +96,16 @@ def test_capture_and_restore_replay_the_transforms_loader_and_global_draws():
     assert all(torch.equal(a, b) for a, b in zip(first[0], second[0]))
     assert first[1:3] == second[1:3] and torch.equal(first[3], second[3])
     assert not all(torch.equal(a, b) for a, b in zip(first[0], draw()[0]))
+
+
+@pytest.mark.slow
+def test_a_run_ended_by_its_budget_validates_and_saves_its_last_epoch(prep, tmp_path):
+    run = tmp_path / "RUN"
+    budget = {**TINY, "max_minutes": 1e-6, "val_interval": 10}
+    with restored_logging():
+        train(BUNDLE, prep, epochs=EPOCHS, output_dir=run, overrides=budget, quiet=True)
+    state = torch.load(run / LAST_NAME, weights_only=True)
+    assert state["trainer"]["epoch"] == 1 and state["best_epoch"] == 1
+    _, rows = read_log(run)
+    assert len(rows) == 1 and 0.0 <= rows[0]["val_mean_dice"] <= 1.0
+    assert _same(load_weights(run / "model.pt"), state["model"])

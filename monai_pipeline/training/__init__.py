@@ -31,6 +31,8 @@ _EXPORTS = {
     "read_run_record": "record",
     "write_run_record": "record",
     "TimeLimit": "time_limit",
+    "TrainingProgress": "progress",
+    "warn_if_slow_on_cpu": "progress",
     "LiTSRegionsd": "transforms",
     "SlicesToChannelsd": "transforms",
 }
