@@ -114,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
     )
     done("train")
     trained = _epochs_trained(paths["run"])
-    timings[f"train ({args.minutes:g}-minute budget, {trained} of {args.epochs} epochs)"] = timings.pop("train")
 
     stage("infer")
     inferred = infer(
@@ -130,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     real = _real_sample(paths, quiet)
     done("real CT")
 
-    _print_table(report, timings, inferred, paths)
+    _print_table(report, timings, inferred, paths, f"{trained} of {args.epochs} ({args.minutes:g}-minute budget)")
     _print_real(*real)
     _warn_if_short(trained, args.epochs, args.minutes)
     return 0 if inferred.ok and real[1].ok else 1
@@ -208,7 +207,7 @@ def _write_held_out(folder: Path, cases: int, seed: int, quiet: bool) -> None:
     staging.rmdir()
 
 
-def _print_table(report, timings: dict[str, float], inferred, paths: dict[str, Path]) -> None:
+def _print_table(report, timings: dict[str, float], inferred, paths: dict[str, Path], epochs: str) -> None:
     summary = report.summary
     detection = summary["lesion_detection"]["iou>0.5"]
     rows = [
@@ -223,6 +222,7 @@ def _print_table(report, timings: dict[str, float], inferred, paths: dict[str, P
     print("|---|---:|")
     for name, value in rows:
         print(f"| {name} | {value:.3f} |")
+    print(f"| epochs trained | {epochs} |")
     print()
     print("| stage | seconds |")
     print("|---|---:|")
