@@ -9,9 +9,30 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from monai_pipeline import __version__
-from monai_pipeline.errors import PipelineError, reason, root_cause
+from monai_pipeline.errors import Interrupted, PipelineError, reason, root_cause
 
-__all__ = ["main", "run_command"]
+__all__ = ["DefaultsHelpFormatter", "main", "run_command"]
+
+
+_NO_DEFAULT = (None, False, argparse.SUPPRESS)
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that ends each option with its default, written as it would be typed (``1.5 1.5 1.5``), unless the
+    help text already speaks of its default or there is none (a flag, an option that is off unless given)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "default" in text
+            or any(default is off for off in _NO_DEFAULT)
+            or default == []
+        ):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,11 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="monai-pipeline",
         description="Liver and liver-tumour CT segmentation with MONAI: prepare, train, infer, evaluate.",
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (prepare, train, infer, evaluate, export, synth, inspect, demo):
-        sub = commands.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        sub = commands.add_parser(
+            module.NAME, help=module.HELP, description=module.HELP, formatter_class=DefaultsHelpFormatter
+        )
         module.add_arguments(sub)
         add_common_arguments(sub)
         sub.set_defaults(func=module.run)
@@ -61,8 +85,11 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
             shown = ": ".join(part for part in (type(root).__name__, reason(root)) if part)
             print(f"error: unexpected {shown} (run with --debug for details)", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        if args.debug:
+            raise
+        said = str(err) if isinstance(err, Interrupted) and str(err) else "interrupted; files already written are kept"
+        print(f"error: {said}", file=sys.stderr)
         return 130
 
 

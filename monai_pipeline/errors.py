@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["PipelineError", "InputError", "OutputError", "root_cause", "reason", "case_failure"]
+__all__ = ["PipelineError", "InputError", "OutputError", "Interrupted", "root_cause", "reason", "case_failure"]
 
 
 class PipelineError(Exception):
@@ -73,3 +73,7 @@ class OutputError(PipelineError):
     def __init__(self, path: str | os.PathLike[str], message: str) -> None:
         self.path = os.fspath(path)
         super().__init__(message)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with a line that says what was kept and how to go on; the CLI prints it and exits with 130."""

@@ -62,6 +62,7 @@ def test_demo_writes_every_promised_output(demo):
 
     for row in ("liver Dice (mean per case)", "tumour Dice (global)", "lesion recall (IoU > 0.5)"):
         assert re.search(rf"\| {re.escape(row)} \| [01]\.\d{{3}} \|", stdout), stdout
+    assert "| epochs trained | 1 of 1 (1-minute budget) |" in stdout
     for stage in ("synthesise", "prepare", "train", "infer", "evaluate", "real CT", "total"):
         assert re.search(rf"\| {stage} \| \d+\.\d \|", stdout), stage
     for path in (predictions, evaluation, run, prepared):

@@ -538,7 +538,17 @@ def test_best_model_written_only_when_the_score_improves(tmp_path: Path) -> None
 def test_last_checkpoint_holds_the_resumable_state(tmp_path: Path) -> None:
     run = _Run(tmp_path, [0.3, 0.5, 0.4], max_epochs=3).run()
     state = torch.load(tmp_path / LAST_NAME, weights_only=True)
-    assert set(state) == {"model", "optimizer", "lr_scheduler", "trainer", "best_metric", "best_epoch", "stale_rounds"}
+    assert set(state) == {
+        "model",
+        "optimizer",
+        "lr_scheduler",
+        "trainer",
+        "best_metric",
+        "best_epoch",
+        "stale_rounds",
+        "rng",
+    }
+    assert {"python", "numpy", "torch"} <= set(state["rng"])
     assert _same_state(state["model"], run.network.state_dict())
     assert state["trainer"] == {"epoch": 3, "iteration": 3 * ITERATIONS}
     assert (state["best_metric"], state["best_epoch"], state["stale_rounds"]) == (0.5, 2, 1)

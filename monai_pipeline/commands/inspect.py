@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import SimpleITK as sitk
-
 NAME = "inspect"
 HELP = "Show a scan's geometry and HU range as the pipeline reads it; for a DICOM folder, its series."
 
@@ -20,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the scan and print what it holds (no header text that could identify the patient)."""
+    import SimpleITK as sitk
+
     from monai_pipeline.io import Geometry, read_image
     from monai_pipeline.io.dicom import list_series
 
@@ -40,5 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _axis_aligned(geometry) -> bool:
+    import numpy as np
+
     matrix = np.abs(np.asarray(geometry.direction).reshape(3, 3))
     return bool(np.allclose(np.sort(matrix, axis=0)[-1], 1.0, atol=1e-6))

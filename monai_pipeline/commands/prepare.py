@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--folds",
         type=int,
-        default=5,
-        help="cross-validation folds; 1 puts every case in fold 0 and training validates on its own cases",
+        help="cross-validation folds (default: 5, or one per labelled case when there are fewer); 1 puts every case "
+        "in fold 0 and training validates on its own cases",
     )
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")

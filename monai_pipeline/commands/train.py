@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 NAME = "train"
@@ -15,8 +16,12 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the train command."""
-    from monai_pipeline.training.workflow import default_bundle
+    from monai_pipeline.training.workflow import bundle_defaults, default_bundle
 
+    settings = bundle_defaults(default_bundle())
+    if settings:
+        shown = ", ".join(f"{key}={json.dumps(value)}" for key, value in settings.items())
+        parser.epilog = f"Bundle settings, changed with --set KEY=VALUE (--config cpu and --dim 2 change some): {shown}"
     parser.add_argument("--bundle", default=str(default_bundle()), help="bundle folder (default: %(default)s)")
     parser.add_argument("--dataset-dir", required=True, metavar="PREP", help="prepared dataset (with datalist.json)")
     parser.add_argument("--dim", type=int, choices=(2, 3), default=3, help="3D network, or 2.5D on axial slices")
@@ -28,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         help="start from these weights (fine-tuning); 'phantom': the shipped phantom model's (with --config cpu)",
     )
-    parser.add_argument("--freeze-encoder-epochs", type=int, help="keep the encoder frozen this many epochs")
+    parser.add_argument(
+        "--freeze-encoder-epochs", type=int, help="keep the encoder frozen this many epochs (default: the bundle's, 0)"
+    )
     parser.add_argument(
         "--config",
         action="append",

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-from monai_pipeline.inference.bundle import BundleInference, make_inferer, scan_list
-from monai_pipeline.inference.lesions import Lesion, measure_lesions, scan_summary
-from monai_pipeline.inference.model import LoadedModel, load_model
-from monai_pipeline.inference.postprocess import PostprocessConfig, postprocess
-from monai_pipeline.inference.quality import QualityFlag
-from monai_pipeline.inference.run import InferSummary, find_scans, infer
-from monai_pipeline.inference.segment import Segmentation, segment
+from monai_pipeline._lazy import lazy_exports
 
-__all__ = [
-    "BundleInference",
-    "InferSummary",
-    "Lesion",
-    "LoadedModel",
-    "PostprocessConfig",
-    "QualityFlag",
-    "Segmentation",
-    "find_scans",
-    "infer",
-    "load_model",
-    "make_inferer",
-    "measure_lesions",
-    "postprocess",
-    "scan_list",
-    "scan_summary",
-    "segment",
-]
+_EXPORTS = {
+    "BundleInference": "bundle",
+    "make_inferer": "bundle",
+    "scan_list": "bundle",
+    "Lesion": "lesions",
+    "measure_lesions": "lesions",
+    "scan_summary": "lesions",
+    "LoadedModel": "model",
+    "load_model": "model",
+    "PostprocessConfig": "postprocess",
+    "postprocess": "postprocess",
+    "QualityFlag": "quality",
+    "InferSummary": "run",
+    "find_scans": "run",
+    "infer": "run",
+    "Segmentation": "segment",
+    "segment": "segment",
+}
+"""Each public name and the submodule defining it; a submodule (and torch or MONAI behind it) loads on first use."""
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,28 @@ from monai_pipeline import LABELS
 from monai_pipeline.errors import PipelineError
 from monai_pipeline.prepare.discover import RawCase
 
-__all__ = ["assign_folds", "build_datalist"]
+__all__ = ["DEFAULT_FOLDS", "assign_folds", "build_datalist", "default_folds"]
+
+DEFAULT_FOLDS = 5
+"""Cross-validation folds of a preparation that does not ask for a number."""
+
+logger = logging.getLogger(__name__)
+
+
+def default_folds(labelled: int) -> int:
+    """:data:`DEFAULT_FOLDS`, or one fold per labelled case when there are fewer, said in a notice; a single case
+    makes one fold, and training then validates on the case it trains on."""
+    if labelled >= DEFAULT_FOLDS or labelled < 1:
+        return DEFAULT_FOLDS
+    if labelled == 1:
+        logger.warning(
+            "one labelled case: it is fold 0, and training validates on the case it trains on (no held-out score)"
+        )
+    else:
+        logger.warning(
+            "%d labelled cases: %d folds instead of %d (one case per fold)", labelled, labelled, DEFAULT_FOLDS
+        )
+    return labelled
 
 
 def assign_folds(names: Sequence[str], folds: int, seed: int = 0) -> dict[str, int]:

@@ -30,7 +30,7 @@ from monai_pipeline.io.atomic import atomic_path, check_writable
 from monai_pipeline.io.lock import folder_lock
 from monai_pipeline.prepare.case import FOLDERS as _FOLDERS
 from monai_pipeline.prepare.case import CaseResult, case_paths, fingerprint_case, prepare_case
-from monai_pipeline.prepare.datalist import assign_folds, build_datalist
+from monai_pipeline.prepare.datalist import assign_folds, build_datalist, default_folds
 from monai_pipeline.prepare.discover import RawCase, find_cases
 from monai_pipeline.prepare.fingerprint import dataset_fingerprint, intensity_stats
 from monai_pipeline.prepare.workers import die_with_parent
@@ -62,7 +62,7 @@ def prepare_dataset(
     out_dir: str | os.PathLike[str],
     config: PreprocessingConfig | None = None,
     *,
-    folds: int = 5,
+    folds: int | None = None,
     seed: int = 0,
     workers: int = 1,
     resample_labels: bool = False,
@@ -79,7 +79,8 @@ def prepare_dataset(
         out_dir: where to write; must not be ``data_dir`` itself.
         config: preprocessing parameters (default :class:`PreprocessingConfig`). With ``normalization="zscore"``
             the intensity statistics are computed from the dataset in a first pass.
-        folds: number of cross-validation folds assigned to the training cases.
+        folds: number of cross-validation folds assigned to the training cases; ``None`` gives
+            :data:`DEFAULT_FOLDS`, or one fold per labelled case when there are fewer (a notice says so).
         seed: seed of the fold assignment.
         workers: parallel processes.
         resample_labels: resample a label on other voxels than its CT onto the CT's grid (nearest neighbour)
@@ -98,6 +99,7 @@ def prepare_dataset(
         raise ValueError(f"workers must be >= 1, got {workers}.")
     cases = find_cases(raw)
     training = [case.name for case in cases if case.label is not None]
+    folds = default_folds(len(training)) if folds is None else folds
     fold_of = assign_folds(training, folds, seed)
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder")
@@ -145,7 +147,6 @@ def _run(
         if result.error is not None:
             summary.failed[result.name] = result.error
             summary.details[result.name] = result.details or ""
-            bar.write(f"failed: {result.error}")
         else:
             results.append(result)
     bar.close()

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from monai_pipeline.preprocessing.config import DEFAULT_SPACING, DEFAULT_WINDOW, IntensityStats, PreprocessingConfig
-from monai_pipeline.preprocessing.hu import ensure_hu
-from monai_pipeline.preprocessing.pipeline import PreprocessedCase, preprocess, restore
-from monai_pipeline.preprocessing.resample import reorient, resample_onto, resample_to_spacing, target_grid
+from monai_pipeline._lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_SPACING",
-    "DEFAULT_WINDOW",
-    "IntensityStats",
-    "PreprocessedCase",
-    "PreprocessingConfig",
-    "ensure_hu",
-    "preprocess",
-    "reorient",
-    "resample_onto",
-    "resample_to_spacing",
-    "restore",
-    "target_grid",
-]
+_EXPORTS = {
+    "DEFAULT_SPACING": "config",
+    "DEFAULT_WINDOW": "config",
+    "IntensityStats": "config",
+    "PreprocessingConfig": "config",
+    "ensure_hu": "hu",
+    "PreprocessedCase": "pipeline",
+    "preprocess": "pipeline",
+    "restore": "pipeline",
+    "reorient": "resample",
+    "resample_onto": "resample",
+    "resample_to_spacing": "resample",
+    "target_grid": "resample",
+}
+"""Each public name and the submodule defining it; a submodule (and torch or MONAI behind it) loads on first use."""
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,44 +2,41 @@
 
 from __future__ import annotations
 
-from monai_pipeline.training.augment import RandGridAffined, mirror_transforms
-from monai_pipeline.training.checkpoint import BEST_NAME, LAST_NAME, RunCheckpoint, check_resume
-from monai_pipeline.training.csv_log import EpochCSVLogger
-from monai_pipeline.training.data import copy_preprocessing, fold_files, load_datalist
-from monai_pipeline.training.distributed import distributed_device, enabled, init_distributed, is_rank_zero
-from monai_pipeline.training.finetune import FreezeEncoder, LoadReport, load_pretrained
-from monai_pipeline.training.inferers import SliceStackInferer
-from monai_pipeline.training.metrics import region_output
-from monai_pipeline.training.network import build_network
-from monai_pipeline.training.record import RUN_RECORD, read_run_record, write_run_record
-from monai_pipeline.training.time_limit import TimeLimit
-from monai_pipeline.training.transforms import LiTSRegionsd, SlicesToChannelsd
+from monai_pipeline._lazy import lazy_exports
 
-__all__ = [
-    "BEST_NAME",
-    "LAST_NAME",
-    "RUN_RECORD",
-    "EpochCSVLogger",
-    "FreezeEncoder",
-    "LiTSRegionsd",
-    "LoadReport",
-    "RandGridAffined",
-    "RunCheckpoint",
-    "SliceStackInferer",
-    "SlicesToChannelsd",
-    "TimeLimit",
-    "build_network",
-    "check_resume",
-    "copy_preprocessing",
-    "distributed_device",
-    "enabled",
-    "fold_files",
-    "init_distributed",
-    "is_rank_zero",
-    "load_datalist",
-    "load_pretrained",
-    "mirror_transforms",
-    "read_run_record",
-    "region_output",
-    "write_run_record",
-]
+_EXPORTS = {
+    "RandGridAffined": "augment",
+    "mirror_transforms": "augment",
+    "BEST_NAME": "checkpoint",
+    "LAST_NAME": "checkpoint",
+    "RunCheckpoint": "checkpoint",
+    "check_resume": "checkpoint",
+    "EpochCSVLogger": "csv_log",
+    "copy_preprocessing": "data",
+    "fold_files": "data",
+    "load_datalist": "data",
+    "distributed_device": "distributed",
+    "enabled": "distributed",
+    "init_distributed": "distributed",
+    "is_rank_zero": "distributed",
+    "FreezeEncoder": "finetune",
+    "LoadReport": "finetune",
+    "QuietExit": "interrupt",
+    "run_training": "interrupt",
+    "load_pretrained": "finetune",
+    "SliceStackInferer": "inferers",
+    "region_output": "metrics",
+    "build_network": "network",
+    "RUN_RECORD": "record",
+    "read_run_record": "record",
+    "write_run_record": "record",
+    "TimeLimit": "time_limit",
+    "TrainingProgress": "progress",
+    "warn_if_slow_on_cpu": "progress",
+    "LiTSRegionsd": "transforms",
+    "SlicesToChannelsd": "transforms",
+}
+"""Each public name and the submodule defining it; a submodule (and torch or MONAI behind it) loads on first use."""
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,13 +15,14 @@ from ignite.engine import Engine, Events
 from monai_pipeline.errors import InputError
 from monai_pipeline.io.writer import atomic_path
 from monai_pipeline.training.distributed import is_rank_zero
+from monai_pipeline.training.rng import capture_rng, restore_rng
 
-__all__ = ["RunCheckpoint", "check_resume", "load_weights", "BEST_NAME", "LAST_NAME"]
+__all__ = ["RunCheckpoint", "check_resume", "kept_state", "load_weights", "BEST_NAME", "LAST_NAME"]
 
 BEST_NAME = "model.pt"
 """Weights (a plain state dict) of the network at its best validation score, as the model zoo names them."""
 LAST_NAME = "checkpoint_last.pt"
-"""Everything needed to resume: network, optimizer, scheduler, trainer state, best score and patience."""
+"""Everything needed to resume: network, optimizer, scheduler, trainer state, best score, patience, random state."""
 
 _SCHEDULE_POSITION = ("last_epoch", "_step_count")
 
@@ -44,6 +45,8 @@ class RunCheckpoint:
         metric_name: the validation metric to maximise.
         patience: validation rounds without improvement before training stops; 0 never stops early.
         resume: continue from ``checkpoint_last.pt`` in ``output_dir`` when it exists.
+        data_loader: the training data loader, whose transforms' and own random state are saved and restored
+            with the global generators (so that a resumed run draws the patches an uninterrupted one would).
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class RunCheckpoint:
         metric_name: str = "val_mean_dice",
         patience: int = 0,
         resume: bool = True,
+        data_loader: Any = None,
     ) -> None:
         if patience < 0:
             raise ValueError(f"patience must be >= 0, got {patience}.")
@@ -63,6 +67,7 @@ class RunCheckpoint:
         self.network, self.optimizer, self.lr_scheduler = network, optimizer, lr_scheduler
         self.evaluator, self.metric_name = evaluator, metric_name
         self.patience, self.resume = int(patience), bool(resume)
+        self.data_loader = data_loader
         self.best_metric, self.best_epoch, self.stale_rounds = -1.0, 0, 0
         self.trainer: Engine | None = None
 
@@ -89,6 +94,7 @@ class RunCheckpoint:
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
             "stale_rounds": self.stale_rounds,
+            "rng": capture_rng(self.data_loader),
         }
         if self.lr_scheduler is not None:
             state["lr_scheduler"] = self.lr_scheduler.state_dict()
@@ -117,6 +123,8 @@ class RunCheckpoint:
         engine.state.iteration = int(state["trainer"]["iteration"])
         self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])
         self.stale_rounds = int(state["stale_rounds"])
+        if "rng" in state:  # absent from checkpoints of older versions
+            restore_rng(state["rng"], self.data_loader)
         if engine.state.epoch >= engine.state.max_epochs:
             logger.info("run in %s already finished %d epochs", self.output_dir, engine.state.epoch)
         logger.info("resumed from %s at epoch %d", path, engine.state.epoch)
@@ -162,6 +170,21 @@ def check_resume(output_dir: str | os.PathLike[str], network: torch.nn.Module, r
     path = Path(output_dir) / LAST_NAME
     if resume and path.is_file():
         _load_checked(path, getattr(network, "module", network))
+
+
+def kept_state(output_dir: str | os.PathLike[str]) -> str:
+    """What a run folder holds to go on from, in a few words: the epoch of ``checkpoint_last.pt`` and of the best
+    ``model.pt``, or that no epoch finished yet (what an interrupted run tells its user)."""
+    folder = Path(output_dir)
+    try:
+        state = torch.load(folder / LAST_NAME, map_location="cpu", weights_only=True)
+        epoch, best_epoch, best = int(state["trainer"]["epoch"]), int(state["best_epoch"]), float(state["best_metric"])
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError, EOFError):
+        return f"no epoch had finished, so {folder} holds no checkpoint yet; a re-run starts from the beginning"
+    best_text = ""
+    if best_epoch and (folder / BEST_NAME).is_file():
+        best_text = f" and {BEST_NAME} (best validation, epoch {best_epoch}, mean Dice {best:.4f})"
+    return f"kept {LAST_NAME} (epoch {epoch}){best_text} in {folder}; the same command resumes from epoch {epoch + 1}"
 
 
 def load_weights(path: str | os.PathLike[str], hint: str = "") -> Any:

@@ -97,6 +97,7 @@ class FreezeEncoder:
         if self.epochs and not encoder:
             raise ValueError(f"no parameter of the network starts with {self.prefixes}.")
         self.encoder = encoder
+        self.frozen: bool | None = None
 
     def attach(self, trainer: Engine) -> None:
         """Register with the trainer."""
@@ -105,5 +106,13 @@ class FreezeEncoder:
 
     def _update(self, engine: Engine) -> None:
         frozen = engine.state.epoch <= self.epochs
+        if frozen != self.frozen:
+            if frozen:
+                logger.info(
+                    "encoder frozen for epochs %d to %d: only the decoder trains", engine.state.epoch, self.epochs
+                )
+            else:
+                logger.info("encoder unfrozen from epoch %d: every layer trains", engine.state.epoch)
+        self.frozen = frozen
         for parameter in self.encoder:
             parameter.requires_grad_(not frozen)

@@ -9,10 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_pipeline.errors import InputError, PipelineError
+from monai_pipeline.errors import InputError, Interrupted, PipelineError
 from monai_pipeline.training.data import fold_files
+from monai_pipeline.training.settings import CHECKED_SETTINGS, check_override, check_settings
 
-__all__ = ["DEFAULT_BUNDLE", "bundle_config_files", "default_bundle", "train"]
+__all__ = ["DEFAULT_BUNDLE", "bundle_config_files", "bundle_defaults", "default_bundle", "train"]
 
 DEFAULT_BUNDLE = Path("bundles") / "liver_tumor_ct"
 
@@ -21,6 +22,21 @@ def default_bundle() -> Path:
     """The bundle of this checkout (beside the package), or ``bundles/liver_tumor_ct`` under the working folder."""
     beside = Path(__file__).resolve().parents[2] / DEFAULT_BUNDLE
     return beside if (beside / "configs" / "train.json").is_file() else DEFAULT_BUNDLE
+
+
+def bundle_defaults(bundle: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings of a bundle's ``train.json`` that hold plain values (numbers, flags, lists of numbers), the
+    ones ``--set KEY=VALUE`` changes; empty when the bundle has no readable ``train.json``."""
+    try:
+        config = json.loads((Path(bundle) / "configs" / "train.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {
+        key: value
+        for key, value in config.items()
+        if isinstance(value, (int, float, bool))
+        or (isinstance(value, list) and all(isinstance(item, (int, float)) for item in value))
+    }
 
 
 def bundle_config_files(
@@ -108,12 +124,17 @@ def train(
         values["pretrained"] = str(Path(pretrained).resolve())
     parser = ConfigParser()
     parser.read_config([str(f) for f in files])
-    for key in overrides or {}:
+    for key, value in (overrides or {}).items():
         if key not in parser:
             raise PipelineError(f"unknown config key '{key}': not in {', '.join(f.name for f in files)}")
+        current = parser.get(key)
+        if isinstance(current, str) and current.startswith("$") and "@" not in current:
+            current = parser.get_parsed_content(key)  # a self-contained expression such as amp's: its value's kind
+        check_override(key, value, current)
     if quiet:
         values.update(progress=False, print_stats=False)
     values.update(overrides or {})
+    _check_resolved(parser, values)
     configs = bundle / "configs"
     if quiet:  # MONAI warns that it skips its logging configuration, which is what quiet asks for
         logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)
@@ -124,10 +145,31 @@ def train(
         workflow_type="train",
         **values,
     )
-    workflow.initialize()
-    workflow.run()
+    try:
+        workflow.initialize()
+        workflow.run()
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:  # while the datasets load, before training runs
+        from monai_pipeline.training.checkpoint import kept_state
+
+        raise Interrupted(f"interrupted: {kept_state(run_dir)}") from None
     workflow.finalize()
     return run_dir
+
+
+def _check_resolved(parser: Any, values: Mapping[str, Any]) -> None:
+    """Check the settings the run will use (the configs with ``values`` applied) before anything is built."""
+    for key, value in values.items():
+        parser[key] = value
+    settings = {}
+    for key in CHECKED_SETTINGS:
+        if key in parser:
+            try:
+                settings[key] = parser.get_parsed_content(key)
+            except Exception as err:  # noqa: BLE001 - an expression the user wrote; say which and why
+                raise PipelineError(f"setting {key}: cannot be evaluated: {err}") from err
+    check_settings(settings)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
