@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,4 +43,17 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(exports))
 
+    module = sys.modules[package]
+    module.__class__ = _LazyPackage
+    module.__dict__["_shadowed"] = {name for name, source in exports.items() if name == source}
     return __getattr__, __dir__
+
+
+class _LazyPackage(types.ModuleType):
+    """A package whose public names win over submodules of the same name (``inference.segment`` is the function,
+    as an eager ``from .segment import segment`` would make it): importing the submodule does not rebind it."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in self.__dict__.get("_shadowed", ()):
+            return
+        super().__setattr__(name, value)
