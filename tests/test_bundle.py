@@ -142,7 +142,17 @@ def test_3d_run_writes_a_complete_run_folder(run3d, prep):
     assert [row["learning_rate"] for row in rows] == pytest.approx([3e-4, 0.0], abs=1e-12)
 
     last = torch.load(run3d / "checkpoint_last.pt", map_location="cpu", weights_only=True)
-    assert set(last) == {"model", "optimizer", "lr_scheduler", "trainer", "best_metric", "best_epoch", "stale_rounds"}
+    assert set(last) == {
+        "model",
+        "optimizer",
+        "lr_scheduler",
+        "trainer",
+        "best_metric",
+        "best_epoch",
+        "stale_rounds",
+        "rng",
+    }
+    assert set(last["rng"]) >= {"python", "numpy", "torch", "transforms"} and last["rng"]["transforms"]
     assert last["trainer"] == {"epoch": 2, "iteration": 4}
     best_row = max(rows, key=lambda row: row["val_mean_dice"])
     assert last["best_epoch"] == best_row["epoch"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -60,13 +59,12 @@ def test_a_validated_last_epoch_is_not_validated_twice():
 
 
 def test_progress_says_epoch_time_left_and_best_score(caplog):
-    checkpoint = SimpleNamespace(best_metric=0.0, best_epoch=0)
     trainer = Engine(lambda engine, batch: None)
-    TrainingProgress(checkpoint).attach(trainer)
+    TrainingProgress().attach(trainer)
 
     @trainer.on(Events.EPOCH_COMPLETED(once=2))
-    def _score(engine):
-        checkpoint.best_metric, checkpoint.best_epoch = 0.6125, 2
+    def _score(engine):  # as RunCheckpoint publishes a new best
+        engine.state.best_metric, engine.state.best_metric_epoch = 0.6125, 2
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: None)  # the best is set before progress reports
     with caplog.at_level(logging.INFO, logger="monai_pipeline.training.progress"):

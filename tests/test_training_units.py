@@ -639,6 +639,13 @@ def test_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(tmp_pa
         assert sorted(os.listdir(tmp_path / folder)) == [LAST_NAME, BEST_NAME]
 
 
+def test_best_score_is_in_the_trainer_state_also_after_a_resume(tmp_path: Path) -> None:
+    run = _Run(tmp_path, [0.3, 0.5, 0.4], max_epochs=3).run()
+    assert (run.trainer.state.best_metric, run.trainer.state.best_metric_epoch) == (0.5, 2)
+    resumed = _Run(tmp_path, [0.3, 0.5, 0.4, 0.1], max_epochs=4, seed=1).run()
+    assert (resumed.trainer.state.best_metric, resumed.trainer.state.best_metric_epoch) == (0.5, 2)
+
+
 def test_resume_false_starts_from_scratch(tmp_path: Path) -> None:
     _Run(tmp_path, [0.9, 0.95], max_epochs=2).run()
     fresh = _Run(tmp_path, [0.1, 0.2, 0.3], max_epochs=3, seed=1, resume=False)

@@ -123,11 +123,18 @@ class RunCheckpoint:
         engine.state.iteration = int(state["trainer"]["iteration"])
         self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])
         self.stale_rounds = int(state["stale_rounds"])
+        self._publish_best()
         if "rng" in state:  # absent from checkpoints of older versions
             restore_rng(state["rng"], self.data_loader)
         if engine.state.epoch >= engine.state.max_epochs:
             logger.info("run in %s already finished %d epochs", self.output_dir, engine.state.epoch)
         logger.info("resumed from %s at epoch %d", path, engine.state.epoch)
+
+    def _publish_best(self) -> None:
+        """Put the best score so far in the trainer's state (``best_metric``, ``best_metric_epoch``, as MONAI names
+        them), where progress reports read it, also after a resume."""
+        if self.trainer is not None:
+            self.trainer.state.best_metric, self.trainer.state.best_metric_epoch = self.best_metric, self.best_epoch
 
     def _save_last(self, engine: Engine) -> None:
         if is_rank_zero():
@@ -145,6 +152,7 @@ class RunCheckpoint:
         epoch = self.trainer.state.epoch if self.trainer is not None else 0
         if score > self.best_metric:
             self.best_metric, self.best_epoch, self.stale_rounds = score, epoch, 0
+            self._publish_best()
             if is_rank_zero():
                 _save(self.module.state_dict(), self.output_dir / BEST_NAME)
             logger.info("new best %s %.4f at epoch %d", self.metric_name, score, epoch)

@@ -41,14 +41,15 @@ class TrainingProgress:
     """Log after every epoch: ``epoch x of y``, the time left (by the epochs left, or the time budget when that
     ends first) and the best validation score so far; after the first step, how long a step takes.
 
+    The best score is the trainer state's ``best_metric`` and ``best_metric_epoch``, which
+    :class:`~monai_pipeline.training.checkpoint.RunCheckpoint` keeps (also across a resume).
+
     Args:
-        checkpoint: the run's :class:`~monai_pipeline.training.checkpoint.RunCheckpoint`, which keeps the best score
-            (also across a resume).
         max_minutes: the run's time budget; 0 for none.
     """
 
-    def __init__(self, checkpoint: Any = None, max_minutes: float = 0.0) -> None:
-        self.checkpoint, self.budget = checkpoint, float(max_minutes) * 60.0
+    def __init__(self, max_minutes: float = 0.0) -> None:
+        self.budget = float(max_minutes) * 60.0
         self.start, self.epoch_start, self.first_epoch = 0.0, 0.0, 0
         self.durations: list[float] = []
 
@@ -86,8 +87,9 @@ class TrainingProgress:
         if budget_ends:
             left = max(0.0, self.budget - (now - self.start))
         best = ""
-        if self.checkpoint is not None and self.checkpoint.best_epoch:
-            best = f"; best mean Dice {self.checkpoint.best_metric:.4f} (epoch {self.checkpoint.best_epoch})"
+        best_epoch = getattr(engine.state, "best_metric_epoch", 0)
+        if isinstance(best_epoch, int) and best_epoch > 0:
+            best = f"; best mean Dice {engine.state.best_metric:.4f} (epoch {best_epoch})"
         logger.info(
             "epoch %d of %d: %s per epoch, about %s left%s%s",
             engine.state.epoch,
