@@ -227,7 +227,8 @@ def test_all_cases_failing_is_one_line(tmp_path, capsys):
         sitk.WriteImage(label[:, :, 3], str(data / f"segmentation-{number}.nii.gz"))
     args = ["--data-dir", str(data), "--out-dir", str(tmp_path / "PREP"), "--folds", "2", "--quiet"]
     assert _prepare_lits(args) == 1
-    assert _one_error_line(capsys.readouterr().err) == f"error: {data}: no case could be prepared (2 failed)"
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {data}: no case could be prepared (2 failed; first: ") and "volume-1" in line
     with pytest.raises(PipelineError):
         _prepare_lits([*args, "--debug"])
 

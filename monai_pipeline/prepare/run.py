@@ -127,7 +127,8 @@ def prepare_dataset(
         if summary.failed:
             logger.warning("%d case(s) failed: %s", len(summary.failed), ", ".join(sorted(summary.failed)))
         if not records:
-            raise PipelineError(f"{raw}: no case could be prepared ({len(summary.failed)} failed)")
+            first = next(iter(summary.failed.values()), "")
+            raise PipelineError(f"{raw}: no case could be prepared ({len(summary.failed)} failed; first: {first})")
         return summary
 
 
