@@ -27,7 +27,7 @@ def prep(tmp_path_factory) -> Path:
 def _train(prep: Path, run: Path, epochs: int, interrupt_at: str | None = None) -> tuple[int, str, str]:
     """Run ``train``; when ``interrupt_at`` shows in its output, send it SIGINT. Returns (exit code, out, err)."""
     args = [sys.executable, "-m", "monai_pipeline", "train", "--dataset-dir", str(prep), "--output-dir", str(run)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}  # lines arrive as printed
     process = subprocess.Popen(
         [*args, "--epochs", str(epochs), *SMALL],
         cwd=REPO,
